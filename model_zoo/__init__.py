@@ -1,0 +1,2 @@
+"""Model zoo: importing this package registers every model family."""
+from model_zoo import resnet  # noqa: F401

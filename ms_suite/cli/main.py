@@ -1,0 +1,64 @@
+"""``ms-suite`` entry point: sub-commands, one-line errors with exit code 2, ``--debug`` tracebacks."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import List, Optional
+
+from ms_suite import __version__
+from ms_suite.errors import UserError
+
+COMMAND_MODULES = ["ms_suite.cli.zoo", "ms_suite.cli.run"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="ms-suite", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"ms-suite {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and MindSpore logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def _quiet_mindspore(debug: bool) -> None:
+    """MindSpore logs warnings to stderr by default; keep the console for the suite's own output."""
+    os.environ.setdefault("GLOG_v", "2" if debug else "3")
+    os.environ.setdefault("GLOG_logtostderr", "1")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    _quiet_mindspore(debug)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from ms_suite.engine.rundir import setup_logging
+
+    setup_logging()
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # an unexpected failure: say so in one line, keep the traceback for --debug
+        if debug:
+            raise
+        logging.getLogger("ms_suite").debug("unexpected error", exc_info=True)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(f"error: {type(err).__name__}: {first[:300]} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

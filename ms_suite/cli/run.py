@@ -1,0 +1,130 @@
+"""``train``, ``eval`` and ``export``: the run commands that take a recipe."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import Any, Dict
+
+from ms_suite.cli.table import format_mapping
+from ms_suite.config import Config, load_config
+
+log = logging.getLogger("ms_suite")
+
+
+def add_recipe_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", required=True, help="recipe YAML, e.g. configs/quickstart.yaml")
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override recipe keys, e.g. --set train.epochs=90 data.path=/data/imagenet")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train a recipe; writes a run directory")
+    add_recipe_args(train)
+    train.add_argument("--output-dir", help="run directory (default runs/<recipe>-<timestamp>)")
+    train.add_argument("--resume", metavar="auto|CKPT",
+                       help="auto: continue from the newest valid checkpoint in --output-dir; or a checkpoint path")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on the recipe's eval split")
+    add_recipe_args(ev)
+    ev.add_argument("--checkpoint", required=True, help="checkpoint to evaluate (EMA weights used when present)")
+    ev.set_defaults(func=cmd_eval)
+
+    ex = sub.add_parser("export", help="export a checkpoint for inference (MINDIR, AIR, ONNX)")
+    add_recipe_args(ex)
+    ex.add_argument("--checkpoint", required=True, help="checkpoint to export")
+    ex.add_argument("--format", choices=["MINDIR", "AIR", "ONNX"], help="file format (default: export.format)")
+    ex.add_argument("--output", required=True, help="output file, e.g. r50.mindir")
+    ex.set_defaults(func=cmd_export)
+
+
+def summary_rows(summary: Dict[str, Any]) -> list:
+    metrics = summary.get("metrics") or {}
+    rows = [("model", summary["model"]), ("dataset", summary["dataset"]),
+            ("device", f"{summary['device']} x {summary['world_size']}"),
+            ("epochs / steps", f"{summary['epochs']} / {summary['steps']}")]
+    rows += [(f"eval {k}", f"{v:.4g}") for k, v in metrics.items() if k != "samples"]
+    rows += [("best " + summary.get("monitor", ""), summary["best_metric"]),
+             ("samples/s (train)", summary["samples_per_s"]),
+             ("data wait share", f"{100 * summary['data_wait_share']:.1f}%"),
+             ("compile s", summary["compile_s"]), ("time to first step s", summary["time_to_first_step_s"]),
+             ("wall s", summary["wall_s"]), ("final checkpoint", summary["final_checkpoint"])]
+    return rows
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ms_suite.engine.rundir import default_output_dir
+    from ms_suite.engine.trainer import Trainer
+
+    cfg = load_config(args.config, args.overrides)
+    if args.resume and args.resume != "auto" and not os.path.isfile(args.resume):
+        from ms_suite.errors import UserError
+
+        raise UserError(f"--resume {args.resume}: no such checkpoint (use --resume auto or a .ckpt path)")
+    output_dir = args.output_dir or default_output_dir(args.config)
+    summary = Trainer(cfg, output_dir, resume=args.resume).fit()
+    print(format_mapping(summary_rows(summary)))
+    print(f"run directory: {summary['run_dir']}")
+    return 0
+
+
+def _model_and_input(cfg: Config):
+    """Build the recipe's model and the input shape it takes, without needing the dataset files
+    for export (falls back to data.image_size and data.num_classes when the data is absent)."""
+    from ms_suite.data import DatasetInfo, dataset_info
+    from ms_suite.errors import UserError
+    from ms_suite.models import build_model
+    from ms_suite.models.registry import model_info
+
+    try:
+        info = dataset_info(cfg.data)
+    except UserError:
+        shape = model_info(cfg.model.name).input_size
+        size = cfg.data.image_size
+        info = DatasetInfo(num_classes=cfg.model.num_classes or cfg.data.num_classes,
+                           input_shape=(shape[0], size, size), num_samples={"train": 0, "eval": 0})
+    cfg.model.pretrained = None  # weights come from --checkpoint
+    net, num_classes = build_model(cfg.model, info)
+    return net, info
+
+
+def _prepare(args: argparse.Namespace):
+    from ms_suite.engine.checkpoint import load_model_weights
+    from ms_suite.runtime import init_runtime
+
+    cfg = load_config(args.config, args.overrides)
+    init_runtime(cfg.runtime, cfg.train.seed)
+    net, info = _model_and_input(cfg)
+    load_model_weights(net, args.checkpoint)
+    net.set_train(False)
+    return cfg, net, info
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ms_suite.data import build_dataset
+    from ms_suite.engine.evaluate import evaluate
+
+    cfg, net, info = _prepare(args)
+    batch = cfg.eval.batch_size or cfg.train.batch_size
+    metrics = evaluate(net, build_dataset(cfg.data, "eval", batch, num_classes=info.num_classes), batch)
+    rows = [("checkpoint", args.checkpoint), ("model", cfg.model.name), ("dataset", cfg.data.name)]
+    rows += [(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in metrics.items()]
+    print(format_mapping(rows))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import mindspore as ms
+    import numpy as np
+
+    cfg, net, info = _prepare(args)
+    fmt = args.format or cfg.export.format
+    dummy = ms.Tensor(np.zeros((cfg.export.batch_size,) + tuple(info.input_shape), np.float32))
+    base, _ = os.path.splitext(args.output)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    ms.export(net, dummy, file_name=base, file_format=fmt)
+    written = base + {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}[fmt]
+    print(format_mapping([("format", fmt), ("input", f"{cfg.export.batch_size}x" + "x".join(map(str, info.input_shape))),
+                          ("file", written), ("size MB", f"{os.path.getsize(written) / 1e6:.2f}")]))
+    return 0

@@ -1,0 +1,129 @@
+"""The typed recipe schema. Every key a recipe may set is a field here; anything else is an error.
+
+Ranges and choices live next to the field (``_f(default, ge=..., choices=...)``) so validation,
+``--set`` coercion and the README's config reference all read from one place.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Literal, Optional
+
+
+def _f(default: Any = None, doc: str = "", **bounds: Any) -> Any:
+    """A schema field with a docstring and optional bounds (ge, gt, le, lt)."""
+    meta = {"doc": doc, **bounds}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    name: str = _f("resnet18_cifar", "registered model name (`ms-suite list`)")
+    num_classes: Optional[int] = _f(None, "classifier size; null takes the dataset's", ge=1)
+    pretrained: Optional[str] = _f(None, "checkpoint to start from (classifier dropped if its size differs)")
+    kwargs: Dict[str, Any] = _f({}, "extra builder arguments, e.g. {in_chans: 1, zero_init_residual: true}")
+
+
+@dataclasses.dataclass
+class DataConfig:
+    name: Literal["digits", "cifar10", "imagefolder", "mindrecord", "synthetic"] = _f(
+        "digits", "dataset type")
+    path: Optional[str] = _f(None, "dataset root (not needed for digits and synthetic)")
+    num_workers: int = _f(2, "parallel workers for decode and augmentation", ge=1)
+    image_size: int = _f(224, "training crop size (imagefolder, mindrecord, synthetic)", ge=1)
+    eval_resize: int = _f(256, "eval: resize the short side to this, then center-crop image_size", ge=1)
+    augment: bool = _f(True, "training augmentation (dataset's standard recipe)")
+    hflip: bool = _f(True, "random horizontal flip in training augmentation")
+    mean: Optional[List[float]] = _f(None, "normalisation mean per channel (0-255 scale); null: dataset default")
+    std: Optional[List[float]] = _f(None, "normalisation std per channel (0-255 scale); null: dataset default")
+    val_split: float = _f(0.2, "digits: held-out fraction for evaluation", gt=0.0, lt=1.0)
+    mixup: float = _f(0.0, "mixup alpha (0 = off)", ge=0.0)
+    cutmix: float = _f(0.0, "cutmix alpha (0 = off)", ge=0.0)
+    mix_prob: float = _f(1.0, "probability of applying mixup/cutmix to a batch", ge=0.0, le=1.0)
+    num_classes: int = _f(1000, "synthetic/mindrecord: number of classes", ge=1)
+    synthetic_samples: int = _f(1024, "synthetic: samples per epoch", ge=1)
+    columns: List[str] = _f(["image", "label"], "mindrecord: image and label column names")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: int = _f(10, "training epochs", ge=1)
+    batch_size: int = _f(32, "batch size per device", ge=1)
+    optimizer: Literal["sgd", "adamw", "lamb"] = _f("sgd", "optimizer")
+    lr: float = _f(0.1, "peak learning rate", gt=0.0)
+    scale_lr: bool = _f(False, "scale lr linearly by global_batch / base_batch_size")
+    base_batch_size: int = _f(256, "reference batch size for scale_lr", ge=1)
+    momentum: float = _f(0.9, "SGD momentum", ge=0.0, lt=1.0)
+    nesterov: bool = _f(False, "Nesterov momentum (SGD)")
+    betas: List[float] = _f([0.9, 0.999], "AdamW/LAMB betas")
+    eps: float = _f(1e-8, "AdamW/LAMB epsilon", gt=0.0)
+    weight_decay: float = _f(1e-4, "weight decay", ge=0.0)
+    no_decay_bn_bias: bool = _f(True, "exclude BatchNorm/LayerNorm parameters and biases from weight decay")
+    schedule: Literal["cosine", "step", "multistep", "poly", "constant"] = _f("cosine", "lr schedule (per step)")
+    warmup_epochs: float = _f(0.0, "linear warmup length in epochs", ge=0.0)
+    warmup_start_factor: float = _f(0.01, "warmup starts at lr * this", gt=0.0, le=1.0)
+    min_lr: float = _f(0.0, "final lr for cosine/poly", ge=0.0)
+    step_epochs: int = _f(30, "step schedule: decay every this many epochs", ge=1)
+    milestones: List[int] = _f([30, 60, 80], "multistep schedule: epochs at which lr decays")
+    gamma: float = _f(0.1, "step/multistep decay factor", gt=0.0, le=1.0)
+    power: float = _f(1.0, "poly schedule power", gt=0.0)
+    label_smoothing: float = _f(0.0, "label smoothing", ge=0.0, lt=1.0)
+    amp_level: Literal["O0", "O1", "O2", "O3"] = _f("O0", "mixed precision level (CPU runs O0)")
+    loss_scale: Literal["none", "fixed", "dynamic"] = _f("none", "loss scaling for AMP")
+    loss_scale_value: float = _f(1024.0, "fixed scale, or the initial dynamic scale", gt=0.0)
+    accumulation_steps: int = _f(1, "micro-batches per optimizer step", ge=1)
+    clip_grad_norm: Optional[float] = _f(None, "clip gradients to this global norm", gt=0.0)
+    ema_decay: Optional[float] = _f(None, "EMA of weights with this decay; eval uses the EMA", gt=0.0, lt=1.0)
+    seed: int = _f(42, "seed for weights, data order and augmentation", ge=0)
+    log_every_steps: int = _f(10, "progress line every N steps when not on a terminal", ge=1)
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    every_epochs: int = _f(1, "evaluate every N epochs (0 = only at the end)", ge=0)
+    batch_size: Optional[int] = _f(None, "eval batch size (null: train.batch_size)", ge=1)
+
+
+@dataclasses.dataclass
+class CheckpointConfig:
+    every_n_steps: int = _f(0, "also save every N optimizer steps (0 = at epoch end only)", ge=0)
+    keep_last: int = _f(3, "keep the newest K step/epoch checkpoints", ge=1)
+    keep_best: bool = _f(True, "keep best.ckpt for the monitored metric")
+    monitor: str = _f("top1", "metric that decides best.ckpt (higher is better)")
+
+
+@dataclasses.dataclass
+class RuntimeConfig:
+    device: Literal["auto", "Ascend", "GPU", "CPU"] = _f("auto", "device; auto: Ascend, then GPU, then CPU")
+    device_id: int = _f(0, "device index on the node (standalone runs)", ge=0)
+    mode: Literal["graph", "pynative"] = _f("graph", "MindSpore execution mode")
+    compile_cache: bool = _f(True, "reuse compiled graphs across launches")
+    cache_dir: Optional[str] = _f(None, "compile cache folder (null: $MS_SUITE_CACHE or ~/.cache/ms_suite)")
+    num_threads: Optional[int] = _f(None, "CPU intra-op threads (null: MindSpore default)", ge=1)
+
+
+@dataclasses.dataclass
+class ParallelConfig:
+    mode: Literal["standalone", "data_parallel"] = _f(
+        "standalone", "standalone, or data_parallel when launched by msrun")
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    format: Literal["MINDIR", "AIR", "ONNX"] = _f("MINDIR", "export file format")
+    batch_size: int = _f(1, "batch size of the exported input", ge=1)
+
+
+@dataclasses.dataclass
+class Config:
+    base: List[str] = _f([], "recipes merged in order before this file")
+    description: str = _f("", "one line about this recipe")
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+    parallel: ParallelConfig = dataclasses.field(default_factory=ParallelConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)

@@ -1,0 +1,118 @@
+"""Trainer callbacks: a small hook interface and the progress display.
+
+Callbacks see a :class:`TrainState` and may set ``state.stop = True`` to end training early
+(the hyper-parameter tuner's pruner does this).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from typing import Dict, List, Optional
+
+log = logging.getLogger("ms_suite")
+
+
+@dataclasses.dataclass
+class TrainState:
+    """What the trainer knows at a hook; callbacks read it and may set ``stop``."""
+
+    epochs: int
+    steps_per_epoch: int           # optimizer steps per epoch
+    epoch: int = 0                 # 0-based epoch in progress
+    step: int = 0                  # optimizer steps done in total
+    step_in_epoch: int = 0         # optimizer steps done in this epoch
+    loss: float = float("nan")
+    lr: float = 0.0
+    samples_per_s: float = 0.0
+    metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
+    stop: bool = False
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+class Callback:
+    """Override any hook; all are no-ops by default."""
+
+    def on_train_begin(self, state: TrainState) -> None: ...
+    def on_step_end(self, state: TrainState) -> None: ...
+    def on_epoch_end(self, state: TrainState) -> None: ...
+    def on_train_end(self, state: TrainState) -> None: ...
+
+
+class CallbackList(Callback):
+    def __init__(self, callbacks: List[Callback]):
+        self.callbacks = callbacks
+
+    def _call(self, hook: str, state: TrainState) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(state)
+
+    def on_train_begin(self, state): self._call("on_train_begin", state)
+    def on_step_end(self, state): self._call("on_step_end", state)
+    def on_epoch_end(self, state): self._call("on_epoch_end", state)
+    def on_train_end(self, state): self._call("on_train_end", state)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Progress(Callback):
+    """A tqdm bar on a terminal; otherwise a line every ``every`` steps. Both show step, loss, lr,
+    samples/s and the ETA of the whole run. Every line also goes to train.log."""
+
+    def __init__(self, every: int = 10, enabled: bool = True, use_bar: Optional[bool] = None):
+        self.every = every
+        self.enabled = enabled
+        self.use_bar = sys.stderr.isatty() if use_bar is None else use_bar
+        self.bar = None
+        self.start = 0.0
+        self.start_step = 0
+
+    def on_train_begin(self, state):
+        self.start, self.start_step = time.perf_counter(), state.step
+
+    def _eta(self, state: TrainState) -> float:
+        done = state.step - self.start_step
+        if done <= 1:
+            return float("nan")
+        rate = (time.perf_counter() - self.start) / done
+        return rate * (state.total_steps - state.step)
+
+    def line(self, state: TrainState) -> str:
+        eta = self._eta(state)
+        return (f"epoch {state.epoch + 1}/{state.epochs} step {state.step_in_epoch}/{state.steps_per_epoch} "
+                f"loss {state.loss:.4f} lr {state.lr:.3g} {state.samples_per_s:.1f} samples/s "
+                f"eta {format_duration(eta) if eta == eta else '-'}")
+
+    def on_step_end(self, state):
+        if not self.enabled:
+            return
+        if self.use_bar:
+            self._bar(state)
+        if state.step_in_epoch % self.every == 0 or state.step_in_epoch == state.steps_per_epoch:
+            # On a terminal the bar is the display; the line still goes to the log file.
+            extra = {"file_only": True} if self.use_bar else {}
+            log.info(self.line(state), extra=extra)
+
+    def _bar(self, state):
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=state.steps_per_epoch, initial=state.step_in_epoch - 1, leave=False,
+                            desc=f"epoch {state.epoch + 1}/{state.epochs}", dynamic_ncols=True)
+        self.bar.update(1)
+        eta = self._eta(state)
+        self.bar.set_postfix_str(f"loss {state.loss:.4f} lr {state.lr:.3g} "
+                                 f"{state.samples_per_s:.1f} samples/s eta "
+                                 f"{format_duration(eta) if eta == eta else '-'}")
+
+    def on_epoch_end(self, state):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

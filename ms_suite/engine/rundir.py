@@ -1,0 +1,69 @@
+"""The run directory contract: config.yaml, train.log, checkpoints/, summary.json."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Dict, Optional
+
+log = logging.getLogger("ms_suite")
+
+
+def default_output_dir(recipe_path: str) -> str:
+    stem = os.path.splitext(os.path.basename(recipe_path))[0]
+    return os.path.join("runs", f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+class RunDir:
+    """Paths of one run. Only the main rank writes config, summary and checkpoints."""
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        os.makedirs(self.path, exist_ok=True)
+
+    @property
+    def checkpoints(self) -> str:
+        return os.path.join(self.path, "checkpoints")
+
+    @property
+    def config_file(self) -> str:
+        return os.path.join(self.path, "config.yaml")
+
+    @property
+    def log_file(self) -> str:
+        return os.path.join(self.path, "train.log")
+
+    @property
+    def summary_file(self) -> str:
+        return os.path.join(self.path, "summary.json")
+
+    def write_summary(self, summary: Dict[str, Any]) -> None:
+        tmp = self.summary_file + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(summary, fh, indent=2, sort_keys=False)
+        os.replace(tmp, self.summary_file)
+
+
+class _ConsoleFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "file_only", False)
+
+
+def setup_logging(log_file: Optional[str] = None, verbose: bool = True) -> None:
+    """Console (stderr) and optional file handlers on the ``ms_suite`` logger, set up once per file."""
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    if not any(getattr(h, "_ms_suite_console", False) for h in log.handlers):
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(message)s"))
+        console.addFilter(_ConsoleFilter())
+        console.setLevel(logging.INFO if verbose else logging.WARNING)
+        console._ms_suite_console = True  # type: ignore[attr-defined]
+        log.addHandler(console)
+    if log_file and not any(getattr(h, "baseFilename", None) == os.path.abspath(log_file) for h in log.handlers):
+        handler = logging.FileHandler(log_file)
+        handler.setFormatter(fmt)
+        log.addHandler(handler)

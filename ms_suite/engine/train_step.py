@@ -1,0 +1,109 @@
+"""The compiled training step: grads, loss scaling, all-reduce, clipping, accumulation, update.
+
+``TrainStep(inputs, labels, apply)`` runs one micro-batch. With ``apply=False`` it only adds
+the gradients to the accumulation buffers; with ``apply=True`` it also updates the weights.
+``apply`` is a Python bool, so graph mode compiles one graph per value (one when there is no
+accumulation).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+from mindspore.amp import all_finite
+
+
+class TrainStep(nn.Cell):
+    """One training micro-step over ``net_with_loss`` with ``optimizer``."""
+
+    def __init__(self, net_with_loss: nn.Cell, optimizer: nn.Optimizer, *, loss_scale: str = "none",
+                 scale_value: float = 1024.0, scale_window: int = 1000, clip_norm: Optional[float] = None,
+                 accumulation_steps: int = 1, distributed: bool = False):
+        super().__init__(auto_prefix=False)
+        self.network = net_with_loss
+        self.network.set_grad()
+        self.optimizer = optimizer
+        self.weights = optimizer.parameters
+        self.grad = ops.GradOperation(get_by_list=True, sens_param=True)
+        self.dynamic = loss_scale == "dynamic"
+        self.loss_scale = Parameter(Tensor(scale_value if loss_scale != "none" else 1.0, ms.float32),
+                                    name="loss_scale", requires_grad=False)
+        self.good_steps = Parameter(Tensor(0, ms.int32), name="loss_scale_good_steps", requires_grad=False)
+        self.scale_window = scale_window
+        self.clip_norm = clip_norm
+        self.distributed = distributed
+        self.reducer = nn.DistributedGradReducer(self.weights) if distributed else None
+        self.accumulation_steps = accumulation_steps
+        self.accum_grads = (self.weights.clone(prefix="accum_grads", init="zeros")
+                            if accumulation_steps > 1 else None)
+
+    def construct(self, inputs, labels, apply: bool = True):
+        loss = self.network(inputs, labels)
+        sens = ops.fill(loss.dtype, loss.shape, 1.0) * self.loss_scale.astype(loss.dtype)
+        grads = self.grad(self.network, self.weights)(inputs, labels, sens)
+        grads = self._unscale(grads)
+        if self.accumulation_steps > 1:
+            grads = self._accumulate(grads)
+            if not apply:
+                return loss, ops.ones((), ms.bool_)
+        if self.distributed:
+            grads = self.reducer(grads)
+        finite = all_finite(grads)
+        if self.dynamic:
+            self._adjust_scale(finite)
+        if self.clip_norm is not None:
+            grads = ops.clip_by_global_norm(grads, self.clip_norm)
+        if finite:
+            loss = ops.depend(loss, self.optimizer(grads))
+        if self.accumulation_steps > 1:
+            loss = ops.depend(loss, self._reset_accumulation())
+        return loss, finite
+
+    def _unscale(self, grads):
+        inv = 1.0 / self.loss_scale
+        return tuple(g * inv.astype(g.dtype) for g in grads)
+
+    def _accumulate(self, grads):
+        """Add this micro-batch's mean-scaled grads to the buffers; return the buffers' values."""
+        out = []
+        for buf, grad in zip(self.accum_grads, grads):
+            total = buf + grad / self.accumulation_steps
+            out.append(ops.depend(total, ops.assign(buf, total)))
+        return tuple(out)
+
+    def _reset_accumulation(self):
+        for buf in self.accum_grads:
+            ops.assign(buf, ops.zeros_like(buf))
+        return True
+
+    def _adjust_scale(self, finite):
+        grown = self.good_steps + 1
+        grow = grown >= self.scale_window
+        new_scale = ops.select(finite, ops.select(grow, self.loss_scale * 2.0, self.loss_scale),
+                               ops.maximum(self.loss_scale / 2.0, 1.0))
+        new_good = ops.select(finite, ops.select(grow, ops.zeros_like(grown), grown), ops.zeros_like(grown))
+        ops.assign(self.loss_scale, new_scale)
+        ops.assign(self.good_steps, new_good)
+
+
+class EmaUpdate(nn.Cell):
+    """``ema = decay * ema + (1 - decay) * weight`` for every parameter (BN statistics included)."""
+
+    def __init__(self, net: nn.Cell, decay: float):
+        super().__init__(auto_prefix=False)
+        self.weights = ms.ParameterTuple(list(net.get_parameters()))
+        self.ema = self.weights.clone(prefix="ema", init="same")
+        self.decay = decay
+
+    def construct(self):
+        for ema, weight in zip(self.ema, self.weights):
+            ops.assign(ema, ema * self.decay + weight * (1.0 - self.decay))
+        return True
+
+    def swap(self) -> None:
+        """Exchange live weights and EMA weights (call twice to restore)."""
+        for ema, weight in zip(self.ema, self.weights):
+            live = weight.data.copy()
+            weight.set_data(ema.data.copy())
+            ema.set_data(live)

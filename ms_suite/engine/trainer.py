@@ -1,0 +1,325 @@
+"""The training loop: build everything from a Config, train with callbacks, evaluate, checkpoint.
+
+Read ``Trainer.fit`` top to bottom: setup, optional resume, then a plain loop over epochs and
+batches. Resume is exact: a checkpoint stores the optimizer state and LR position, and the data
+order is a pure function of (seed, epoch), so the batches consumed in the interrupted epoch are
+skipped and training continues with the very next one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor, nn
+
+import ms_suite
+from ms_suite.config import Config, save_config, to_dict
+from ms_suite.data import build_dataset, dataset_info, steps_per_epoch
+from ms_suite.engine.callbacks import Callback, CallbackList, Progress, TrainState
+from ms_suite.engine.checkpoint import CheckpointManager, latest_valid, read_checkpoint
+from ms_suite.engine.evaluate import evaluate
+from ms_suite.engine.loss import CrossEntropy, NetWithLoss
+from ms_suite.engine.lr import build_lr_schedule
+from ms_suite.engine.optim import build_optimizer
+from ms_suite.engine.rundir import RunDir, setup_logging
+from ms_suite.engine.train_step import EmaUpdate, TrainStep
+from ms_suite.errors import UserError
+from ms_suite.models import build_model
+from ms_suite.runtime import DistInfo, RuntimeInfo, enable_compile_cache, init_distributed, init_runtime
+
+log = logging.getLogger("ms_suite")
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN/inf: a user-fixable problem (learning rate, loss scale, data)."""
+
+
+class TrainingCell(nn.Cell):
+    """Everything a checkpoint must hold: the train step (weights, optimizer, loss scale) and EMA."""
+
+    def __init__(self, step: TrainStep, ema: Optional[EmaUpdate]):
+        super().__init__(auto_prefix=False)
+        self.step = step
+        self.ema = ema
+
+
+@dataclasses.dataclass
+class Timing:
+    """Step timing after the first (compiling) optimizer step."""
+
+    data_s: float = 0.0
+    compute_s: float = 0.0
+    samples: int = 0
+    first_step_s: float = 0.0
+    time_to_first_step_s: float = 0.0
+
+    @property
+    def samples_per_s(self) -> float:
+        total = self.data_s + self.compute_s
+        return self.samples / total if total > 0 else 0.0
+
+    @property
+    def data_wait_share(self) -> float:
+        total = self.data_s + self.compute_s
+        return self.data_s / total if total > 0 else 0.0
+
+    def compile_s(self, global_batch: int) -> float:
+        """First-step time beyond an ordinary step: graph compilation and warm-up."""
+        step_s = global_batch / self.samples_per_s if self.samples_per_s else 0.0
+        return max(self.first_step_s - step_s, 0.0)
+
+
+class Trainer:
+    """Train ``cfg`` into ``output_dir``. ``resume`` is None, ``"auto"`` or a checkpoint path."""
+
+    def __init__(self, cfg: Config, output_dir: str, resume: Optional[str] = None,
+                 callbacks: Sequence[Callback] = (), progress: bool = True):
+        self.cfg = cfg
+        self.run = RunDir(output_dir)
+        self.resume = resume
+        self.extra_callbacks = list(callbacks)
+        self.progress = progress
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self) -> None:
+        cfg = self.cfg
+        self.runtime: RuntimeInfo = init_runtime(cfg.runtime, cfg.train.seed)
+        self.dist: DistInfo = init_distributed(cfg.parallel)
+        enable_compile_cache(self.runtime, cfg.runtime, self._graph_fingerprint())
+        if self.dist.is_main:
+            setup_logging(self.run.log_file)
+            save_config(cfg, self.run.config_file)
+        self.info = dataset_info(cfg.data)
+        self.net, self.num_classes = build_model(cfg.model, self.info)
+        self._apply_amp()
+        accum = cfg.train.accumulation_steps
+        batches = steps_per_epoch(cfg.data, "train", cfg.train.batch_size, self.dist.world_size)
+        self.steps_per_epoch = batches // accum
+        if self.steps_per_epoch == 0:
+            raise UserError(f"train.batch_size={cfg.train.batch_size} x accumulation {accum} x "
+                            f"{self.dist.world_size} device(s) exceeds the {self.info.num_samples['train']} "
+                            f"training samples of data.name={cfg.data.name}; lower train.batch_size")
+        self.global_batch = cfg.train.batch_size * accum * self.dist.world_size
+        peak_lr = cfg.train.lr * (self.global_batch / cfg.train.base_batch_size if cfg.train.scale_lr else 1.0)
+        self.lr = build_lr_schedule(cfg.train, self.steps_per_epoch, peak_lr)
+        optimizer = build_optimizer(self.net, cfg.train, self.lr)
+        soft = cfg.data.mixup > 0 or cfg.data.cutmix > 0
+        loss = CrossEntropy(self.num_classes, cfg.train.label_smoothing, soft_labels=soft)
+        self.step = TrainStep(NetWithLoss(self.net, loss), optimizer, loss_scale=cfg.train.loss_scale,
+                              scale_value=cfg.train.loss_scale_value, clip_norm=cfg.train.clip_grad_norm,
+                              accumulation_steps=accum, distributed=self.dist.world_size > 1)
+        self.ema = EmaUpdate(self.net, cfg.train.ema_decay) if cfg.train.ema_decay else None
+        self.state_cell = TrainingCell(self.step, self.ema)
+        self.ckpt = CheckpointManager(self.run.checkpoints, cfg.checkpoint.keep_last, cfg.checkpoint.keep_best)
+
+    def _graph_fingerprint(self) -> str:
+        """What shapes the compiled graphs: the recipe minus bookkeeping keys, and the rank layout."""
+        graph_cfg = to_dict(self.cfg)
+        for section, key in (("checkpoint", None), ("eval", "every_epochs"), ("train", "log_every_steps")):
+            graph_cfg[section].pop(key, None) if key else graph_cfg.pop(section)
+        graph_cfg.pop("description")
+        return json.dumps([graph_cfg, self.dist.rank, self.dist.world_size], sort_keys=True)
+
+    def _apply_amp(self) -> None:
+        level = self.cfg.train.amp_level
+        if level == "O0":
+            return
+        if self.runtime.device == "CPU":
+            log.warning("train.amp_level=%s is not supported on CPU; training in float32 (O0)", level)
+            return
+        ms.amp.auto_mixed_precision(self.net, level)
+
+    # ------------------------------------------------------------------ resume
+    def _restore(self, state: TrainState) -> Dict[str, Any]:
+        """Load the resume checkpoint into the training cell; return its metadata."""
+        if not self.resume:
+            return {}
+        if self.resume == "auto":
+            found = latest_valid(self.run.checkpoints)
+            if found is None:
+                log.info("resume auto: no valid checkpoint in %s, starting fresh", self.run.checkpoints)
+                return {}
+            path, params, meta = found
+        else:
+            path = self.resume
+            params, meta = read_checkpoint(path)
+        missing, _ = ms.load_param_into_net(self.state_cell, params, strict_load=True)
+        if missing:
+            raise UserError(f"checkpoint {path} does not match this recipe (missing {missing[:3]}); "
+                            f"resume with the recipe that wrote it")
+        state.epoch, state.step = meta["epoch"], meta["step"]
+        state.step_in_epoch = meta["step_in_epoch"]
+        _set_rng_state(meta.get("rng", {}))
+        log.info("resumed from %s: epoch %d, step %d", path, state.epoch + 1, state.step)
+        return meta
+
+    def _meta(self, state: TrainState, best: Optional[float]) -> Dict[str, Any]:
+        return {"epoch": state.epoch, "step": state.step, "step_in_epoch": state.step_in_epoch,
+                "best_metric": best, "metrics": state.metrics, "model": self.cfg.model.name,
+                "rng": _get_rng_state(), "ms_suite_version": ms_suite.__version__}
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> Dict[str, Any]:
+        """Train, evaluate and write summary.json; returns the summary."""
+        wall_start = time.perf_counter()
+        self._setup()
+        cfg = self.cfg
+        state = TrainState(epochs=cfg.train.epochs, steps_per_epoch=self.steps_per_epoch)
+        meta = self._restore(state)
+        best = meta.get("best_metric")
+        callbacks = CallbackList([Progress(cfg.train.log_every_steps, self.progress and self.dist.is_main)]
+                                 + self.extra_callbacks)
+        timing = Timing()
+        last_ckpt, evaluated_at = None, -1
+        self._log_start(state)
+        callbacks.on_train_begin(state)
+        while state.epoch < cfg.train.epochs and not state.stop:
+            last_ckpt = self._train_epoch(state, callbacks, timing) or last_ckpt
+            if state.stop:
+                break
+            if self._eval_due(state.epoch):
+                state.metrics, evaluated_at = self._evaluate(), state.step
+                log.info("epoch %d eval: %s", state.epoch + 1, _fmt_metrics(state.metrics))
+            state.epoch, state.step_in_epoch = state.epoch + 1, 0
+            improved = self._improved(state.metrics, best)
+            if improved:
+                best = state.metrics[cfg.checkpoint.monitor]
+            if self.dist.is_main:
+                last_ckpt = self.ckpt.save(self.state_cell, state.step, self._meta(state, best))
+                if improved and cfg.checkpoint.keep_best:
+                    self.ckpt.mark_best(last_ckpt)
+            callbacks.on_epoch_end(state)
+        if evaluated_at != state.step:  # stopped mid-epoch, or resumed a finished run
+            state.metrics = self._evaluate()
+        callbacks.on_train_end(state)
+        summary = self._summary(state, best, timing, last_ckpt, time.perf_counter() - wall_start)
+        if self.dist.is_main:
+            self.run.write_summary(summary)
+        return summary
+
+    def _train_epoch(self, state: TrainState, callbacks: Callback, timing: Timing) -> Optional[str]:
+        cfg = self.cfg
+        accum = cfg.train.accumulation_steps
+        dataset = build_dataset(cfg.data, "train", cfg.train.batch_size, seed=cfg.train.seed,
+                                epoch=state.epoch, skip_batches=state.step_in_epoch * accum,
+                                num_shards=self.dist.world_size, shard_id=self.dist.rank,
+                                num_classes=self.num_classes)
+        iterator = dataset.create_tuple_iterator(num_epochs=1)
+        last_ckpt = None
+        self.step.set_train(True)  # the top cell's flag selects the training graph (BN batch stats)
+        while state.step_in_epoch < self.steps_per_epoch and not state.stop:
+            loss, data_s, compute_s = self._optimizer_step(iterator, accum)
+            first = state.step == 0 or timing.first_step_s == 0.0
+            state.step += 1
+            state.step_in_epoch += 1
+            state.loss = loss
+            state.lr = float(self.lr[min(state.step - 1, len(self.lr) - 1)])
+            if first:
+                timing.first_step_s = data_s + compute_s
+                timing.time_to_first_step_s = time.time() - ms_suite.START_TIME
+                log.info("first step done: %.1f s (graph compile included), %.1f s since launch",
+                         timing.first_step_s, timing.time_to_first_step_s)
+            else:
+                timing.data_s += data_s
+                timing.compute_s += compute_s
+                timing.samples += self.global_batch
+            state.samples_per_s = timing.samples_per_s
+            callbacks.on_step_end(state)
+            every = cfg.checkpoint.every_n_steps
+            if every and state.step % every == 0 and state.step_in_epoch < self.steps_per_epoch and self.dist.is_main:
+                last_ckpt = self.ckpt.save(self.state_cell, state.step, self._meta(state, None))
+        return last_ckpt
+
+    def _optimizer_step(self, iterator, accum: int):
+        """Run ``accum`` micro-batches and one weight update; returns (loss, data_s, compute_s)."""
+        data_s = compute_s = 0.0
+        losses = []
+        for micro in range(accum):
+            t0 = time.perf_counter()
+            images, labels = next(iterator)
+            t1 = time.perf_counter()
+            loss, finite = self.step(images, labels, micro == accum - 1)
+            losses.append(float(loss.asnumpy()))
+            t2 = time.perf_counter()
+            data_s, compute_s = data_s + t1 - t0, compute_s + t2 - t1
+        if self.ema is not None:
+            self.ema()
+        loss = float(np.mean(losses))
+        if not math.isfinite(loss) and self.cfg.train.loss_scale != "dynamic":
+            raise TrainingDiverged(f"loss became {loss} at step {self.step.optimizer.global_step.asnumpy()}; "
+                                   f"lower train.lr (now {self.cfg.train.lr}) or set train.clip_grad_norm")
+        return loss, data_s, compute_s
+
+    # ------------------------------------------------------------------ eval and summary
+    def _eval_due(self, epoch: int) -> bool:
+        every = self.cfg.eval.every_epochs
+        return bool(every) and (epoch + 1) % every == 0 or epoch + 1 == self.cfg.train.epochs
+
+    def _evaluate(self) -> Dict[str, float]:
+        batch = self.cfg.eval.batch_size or self.cfg.train.batch_size
+        dataset = build_dataset(self.cfg.data, "eval", batch, seed=self.cfg.train.seed,
+                                num_classes=self.num_classes)
+        if self.ema is not None:
+            self.ema.swap()
+        try:
+            return evaluate(self.net, dataset, batch)
+        finally:
+            if self.ema is not None:
+                self.ema.swap()
+
+    def _improved(self, metrics: Dict[str, float], best: Optional[float]) -> bool:
+        value = metrics.get(self.cfg.checkpoint.monitor)
+        return value is not None and (best is None or value > best)
+
+    def _log_start(self, state: TrainState) -> None:
+        cfg = self.cfg
+        log.info("model %s (%d classes), data %s (%d train / %d eval samples), global batch %d, "
+                 "%d steps/epoch x %d epochs, run dir %s", cfg.model.name, self.num_classes, cfg.data.name,
+                 self.info.num_samples["train"], self.info.num_samples["eval"], self.global_batch,
+                 self.steps_per_epoch, cfg.train.epochs, self.run.path)
+
+    def _summary(self, state: TrainState, best: Optional[float], timing: Timing,
+                 last_ckpt: Optional[str], wall_s: float) -> Dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "model": cfg.model.name, "dataset": cfg.data.name, "device": self.runtime.device,
+            "device_reason": self.runtime.reason, "world_size": self.dist.world_size,
+            "epochs": state.epoch, "steps": state.step, "global_batch_size": self.global_batch,
+            "metrics": state.metrics, "best_metric": best, "monitor": cfg.checkpoint.monitor,
+            "samples_per_s": round(timing.samples_per_s, 3),
+            "data_wait_share": round(timing.data_wait_share, 4),
+            "compile_s": round(timing.compile_s(self.global_batch), 3),
+            "time_to_first_step_s": round(timing.time_to_first_step_s, 3), "wall_s": round(wall_s, 3),
+            "stopped_early": state.stop, "mindspore_version": ms.__version__,
+            "ms_suite_version": ms_suite.__version__, "final_checkpoint": last_ckpt,
+            "best_checkpoint": (os.path.join(self.run.checkpoints, "best.ckpt")
+                                if best is not None and cfg.checkpoint.keep_best else None),
+            "run_dir": self.run.path,
+        }
+
+
+def _fmt_metrics(metrics: Dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "samples")
+
+
+def _get_rng_state() -> Dict[str, Any]:
+    state = np.random.get_state()
+    return {"numpy": [state[0], state[1].tolist(), *state[2:]], "python": repr(random.getstate())}
+
+
+def _set_rng_state(rng: Dict[str, Any]) -> None:
+    if "numpy" in rng:
+        name, keys, pos, has_gauss, cached = rng["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if "python" in rng:
+        import ast
+
+        random.setstate(ast.literal_eval(rng["python"]))

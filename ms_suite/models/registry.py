@@ -1,0 +1,108 @@
+"""Model registry, timm-style: ``@register_model`` on a builder, ``create_model(name)`` to build.
+
+A builder is a function ``fn(num_classes=..., **kwargs) -> mindspore.nn.Cell`` living in one
+family file under ``model_zoo/``. Its registration carries a :class:`ModelInfo` describing the
+default input, the reference accuracy (with its source) and the weight-conversion family.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+from typing import Callable, Dict, List, Optional, Tuple
+
+from ms_suite.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What the zoo knows about a registered model."""
+
+    name: str
+    family: str
+    task: str = "image-classification"
+    input_size: Tuple[int, ...] = (3, 224, 224)
+    num_classes: int = 1000
+    reference: str = ""  # e.g. "76.1% top-1 ImageNet (torchvision IMAGENET1K_V1)"
+    description: str = ""
+
+
+_BUILDERS: Dict[str, Callable] = {}
+_INFO: Dict[str, ModelInfo] = {}
+
+
+def register_model(family: str, **info) -> Callable[[Callable], Callable]:
+    """Register ``fn`` under its function name with the given :class:`ModelInfo` fields."""
+
+    def wrap(fn: Callable) -> Callable:
+        name = fn.__name__
+        if name in _BUILDERS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _BUILDERS[name] = fn
+        _INFO[name] = ModelInfo(name=name, family=family, **info)
+        return fn
+
+    return wrap
+
+
+def _load_zoo() -> None:
+    import model_zoo  # noqa: F401  (importing registers every family)
+
+
+def list_models() -> List[str]:
+    """Names of every registered model, sorted."""
+    _load_zoo()
+    return sorted(_BUILDERS)
+
+
+def model_info(name: str) -> ModelInfo:
+    _load_zoo()
+    _check_name(name)
+    return _INFO[name]
+
+
+def builder_accepts(name: str, argument: str) -> bool:
+    """Whether the builder of ``name`` takes the keyword ``argument``."""
+    _load_zoo()
+    _check_name(name)
+    return argument in inspect.signature(_BUILDERS[name]).parameters
+
+
+def _check_name(name: str) -> None:
+    if name not in _BUILDERS:
+        close = difflib.get_close_matches(name, list(_BUILDERS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UserError(f"unknown model {name!r}{hint} (run `ms-suite list` for the zoo)")
+
+
+def create_model(name: str, num_classes: Optional[int] = None, pretrained: Optional[str] = None,
+                 **kwargs):
+    """Build a registered model; ``pretrained`` is a checkpoint path (or HF directory for BERT).
+
+    When the checkpoint's classifier shape differs from ``num_classes`` the classifier is
+    dropped with a log line and the rest is loaded.
+    """
+    _load_zoo()
+    _check_name(name)
+    builder = _BUILDERS[name]
+    _check_kwargs(name, builder, kwargs)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    net = builder(**kwargs)
+    if pretrained:
+        from ms_suite.models.weights import load_pretrained
+
+        load_pretrained(net, pretrained, _INFO[name])
+    return net
+
+
+def _check_kwargs(name: str, builder: Callable, kwargs: dict) -> None:
+    params = inspect.signature(builder).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    for key in kwargs:
+        if key not in params:
+            close = difflib.get_close_matches(key, list(params), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UserError(f"model {name!r} takes no argument {key!r}{hint} "
+                            f"(accepted: {', '.join(sorted(params))})")

@@ -1,0 +1,134 @@
+"""Device choice and MindSpore context: device, mode, seeds, threads and the compile cache."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import random
+import re
+import tempfile
+from typing import Iterator, Optional, Tuple
+
+import numpy as np
+
+from ms_suite.config.schema import RuntimeConfig
+from ms_suite.errors import UserError
+
+log = logging.getLogger("ms_suite")
+
+DEVICE_ORDER = ("Ascend", "GPU", "CPU")
+_MISSING_HINT = {
+    "Ascend": "install CANN and source its set_env.sh (e.g. /usr/local/Ascend/ascend-toolkit/set_env.sh)",
+    "GPU": "install CUDA 11.x/cuDNN and check LD_LIBRARY_PATH and `nvidia-smi`",
+    "CPU": "reinstall mindspore",
+}
+
+
+@dataclasses.dataclass
+class RuntimeInfo:
+    device: str
+    reason: str
+    mode: str
+    cache_dir: Optional[str]
+
+
+@contextlib.contextmanager
+def _captured_native_output() -> Iterator[list]:
+    """Capture what MindSpore's C++ side prints to stdout/stderr (plugin load messages)."""
+    lines: list = []
+    with tempfile.TemporaryFile(mode="w+") as tmp:
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(tmp.fileno(), 1)
+            os.dup2(tmp.fileno(), 2)
+            yield lines
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            tmp.seek(0)
+            lines.extend(line.strip() for line in tmp if line.strip())
+
+
+def probe_device(name: str) -> Tuple[bool, str]:
+    """Whether MindSpore can load ``name`` here, and a short reason when it cannot."""
+    from mindspore import hal
+
+    with _captured_native_output() as lines:
+        try:
+            ok = bool(hal.is_available(name))
+        except Exception as err:  # plugin loaders raise assorted errors
+            ok, lines = False, [str(err)]
+    if ok:
+        return True, f"{name} is available"
+    missing = sorted({m.group(1) for line in lines for m in re.finditer(r"(\S+\.so[.\d]*): cannot open", line)})
+    detail = f" (missing {', '.join(missing)})" if missing else ""
+    return False, f"{name} not available{detail}"
+
+
+def select_device(requested: str) -> Tuple[str, str]:
+    """Resolve ``auto`` to the first usable device; check an explicit choice. Returns (device, why)."""
+    if requested != "auto":
+        ok, why = probe_device(requested)
+        if not ok:
+            raise UserError(f"runtime.device={requested} but MindSpore cannot use it here: {why}; "
+                            f"{_MISSING_HINT[requested]}, or set runtime.device=auto")
+        return requested, f"requested {requested}"
+    skipped = []
+    for name in DEVICE_ORDER:
+        ok, why = probe_device(name)
+        if ok:
+            reason = f"auto: {why}" + (f"; skipped {'; '.join(skipped)}" if skipped else "")
+            return name, reason
+        skipped.append(why)
+    raise UserError("no usable MindSpore device (" + "; ".join(skipped) + ")")
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("MS_SUITE_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "ms_suite"))
+
+
+def seed_everything(seed: int) -> None:
+    import mindspore as ms
+
+    random.seed(seed)
+    np.random.seed(seed)
+    ms.set_seed(seed)
+
+
+def init_runtime(cfg: RuntimeConfig, seed: int, device_id: Optional[int] = None) -> RuntimeInfo:
+    """Set up MindSpore for this process: device, execution mode, threads, compile cache, seeds."""
+    import mindspore as ms
+
+    device, reason = select_device(cfg.device)
+    ms.set_device(device, cfg.device_id if device_id is None else device_id)
+    ms.set_context(mode=ms.GRAPH_MODE if cfg.mode == "graph" else ms.PYNATIVE_MODE)
+    if cfg.num_threads and device == "CPU":
+        ms.device_context.cpu.op_tuning.threads_num(cfg.num_threads)
+    seed_everything(seed)
+    log.info("device %s (%s), %s mode", device, reason, cfg.mode)
+    return RuntimeInfo(device=device, reason=reason, mode=cfg.mode, cache_dir=None)
+
+
+def enable_compile_cache(info: RuntimeInfo, cfg: RuntimeConfig, fingerprint: str) -> Optional[str]:
+    """Turn on MindSpore's compile cache in a folder keyed by ``fingerprint``.
+
+    MindSpore 2.7's cache does not notice every change that alters a graph (a cached graph kept
+    the learning-rate table of a shorter run and failed with an out-of-range Gather), so each
+    distinct graph-shaping configuration gets its own folder. Call before the first compile.
+    """
+    if not cfg.compile_cache or cfg.mode != "graph":
+        return None
+    import mindspore as ms
+
+    key = hashlib.sha1(f"{ms.__version__}|{info.device}|{fingerprint}".encode()).hexdigest()[:16]
+    cache_dir = os.path.join(cfg.cache_dir or default_cache_dir(), "compile", key)
+    os.makedirs(cache_dir, exist_ok=True)
+    os.environ["MS_COMPILER_CACHE_ENABLE"] = "1"
+    os.environ["MS_COMPILER_CACHE_PATH"] = cache_dir
+    info.cache_dir = cache_dir
+    log.info("compile cache %s", cache_dir)
+    return cache_dir

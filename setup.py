@@ -1,0 +1,31 @@
+"""ms-suite: a MindSpore training suite (model zoo, recipes, compression, profiling, launch scripts)."""
+from setuptools import find_packages, setup
+
+# Pinned together and checked with `pip check` (see README, "Environment").
+INSTALL_REQUIRES = [
+    "mindspore==2.7.2",        # 2.10 compiles/runs ResNet on CPU tens of times slower; gs 1.3 pairs with 2.7
+    "mindspore-gs==1.3.0",     # Golden Stick: QAT and pruning
+    "mindinsight==2.3.1",      # dashboards (last release)
+    "protobuf==3.20.1",        # MindInsight's upper bound; MindSpore 2.7.2's SummaryCollector breaks on 7.x
+    "numpy<2",                 # MindData breaks on NumPy 2
+    "pandas<3",                # pulled by MindInsight; pandas 3 needs NumPy 2
+    "pyyaml",
+    "tqdm",
+    "scikit-learn",            # ships the embedded 8x8 digits dataset
+]
+
+EXTRAS = {
+    # References used only by tests: PyTorch builds the torchvision-architecture ResNet for parity.
+    "test": ["pytest", "torch==2.13.0", "safetensors"],
+}
+
+setup(
+    name="ms-suite",
+    version="0.1.0",
+    description=__doc__,
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["ms_suite", "ms_suite.*", "model_zoo", "model_zoo.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["ms-suite=ms_suite.cli.main:main"]},
+)

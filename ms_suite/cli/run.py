@@ -69,12 +69,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_and_input(cfg: Config):
-    """Build the recipe's model and the input shape it takes, without needing the dataset files
-    for export (falls back to data.image_size and data.num_classes when the data is absent)."""
+def _data_info(cfg: Config):
+    """The dataset's shape facts; for export without the dataset files, fall back to
+    data.image_size and model/data.num_classes."""
     from ms_suite.data import DatasetInfo, dataset_info
     from ms_suite.errors import UserError
-    from ms_suite.models import build_model
     from ms_suite.models.registry import model_info
 
     try:
@@ -84,30 +83,32 @@ def _model_and_input(cfg: Config):
         size = cfg.data.image_size
         info = DatasetInfo(num_classes=cfg.model.num_classes or cfg.data.num_classes,
                            input_shape=(shape[0], size, size), num_samples={"train": 0, "eval": 0})
-    cfg.model.pretrained = None  # weights come from --checkpoint
-    net, num_classes = build_model(cfg.model, info)
-    return net, info
+    return info
 
 
 def _prepare(args: argparse.Namespace):
-    from ms_suite.engine.checkpoint import load_model_weights
+    from ms_suite.engine.tasks import get_task
+    from ms_suite.models.registry import model_info
+    from ms_suite.models.weights import load_pretrained
     from ms_suite.runtime import init_runtime
 
     cfg = load_config(args.config, args.overrides)
     init_runtime(cfg.runtime, cfg.train.seed)
-    net, info = _model_and_input(cfg)
-    load_model_weights(net, args.checkpoint)
+    info = _data_info(cfg)
+    task = get_task(model_info(cfg.model.name).task)
+    cfg.model.pretrained = None  # the weights come from --checkpoint
+    net, _ = task.build_model(cfg, info)
+    load_pretrained(net, args.checkpoint, allow_new_head=False)
     net.set_train(False)
-    return cfg, net, info
+    return cfg, task, net, info
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ms_suite.data import build_dataset
-    from ms_suite.engine.evaluate import evaluate
 
-    cfg, net, info = _prepare(args)
+    cfg, task, net, info = _prepare(args)
     batch = cfg.eval.batch_size or cfg.train.batch_size
-    metrics = evaluate(net, build_dataset(cfg.data, "eval", batch, num_classes=info.num_classes), batch)
+    metrics = task.evaluate(net, build_dataset(cfg.data, "eval", batch, num_classes=info.num_classes), batch)
     rows = [("checkpoint", args.checkpoint), ("model", cfg.model.name), ("dataset", cfg.data.name)]
     rows += [(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in metrics.items()]
     print(format_mapping(rows))
@@ -116,15 +117,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     import mindspore as ms
-    import numpy as np
 
-    cfg, net, info = _prepare(args)
+    cfg, task, net, info = _prepare(args)
     fmt = args.format or cfg.export.format
-    dummy = ms.Tensor(np.zeros((cfg.export.batch_size,) + tuple(info.input_shape), np.float32))
+    inputs = task.example_inputs(cfg, info, cfg.export.batch_size)
     base, _ = os.path.splitext(args.output)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    ms.export(net, dummy, file_name=base, file_format=fmt)
+    ms.export(net, *inputs, file_name=base, file_format=fmt)
     written = base + {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}[fmt]
-    print(format_mapping([("format", fmt), ("input", f"{cfg.export.batch_size}x" + "x".join(map(str, info.input_shape))),
+    shapes = ", ".join("x".join(map(str, t.shape)) for t in inputs)
+    print(format_mapping([("format", fmt), ("inputs", shapes),
                           ("file", written), ("size MB", f"{os.path.getsize(written) / 1e6:.2f}")]))
     return 0

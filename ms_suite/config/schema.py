@@ -105,8 +105,14 @@ class RuntimeConfig:
 
 @dataclasses.dataclass
 class ParallelConfig:
-    mode: Literal["standalone", "data_parallel"] = _f(
-        "standalone", "standalone, or data_parallel when launched by msrun")
+    mode: Literal["standalone", "data_parallel", "semi_auto_parallel", "auto_parallel"] = _f(
+        "standalone", "standalone; data_parallel under msrun; semi_auto/auto_parallel need Ascend or GPU")
+    data_parallel: int = _f(1, "semi-auto parallel: data-parallel degree", ge=1)
+    model_parallel: int = _f(1, "semi-auto parallel: tensor (model) parallel degree", ge=1)
+    pipeline_stage: int = _f(1, "semi-auto parallel: pipeline stages", ge=1)
+    micro_batch_num: int = _f(1, "pipeline micro-batches per step", ge=1)
+    optimizer_shard: bool = _f(False, "shard optimizer state across data-parallel ranks")
+    recompute: bool = _f(False, "recompute activations in backward to save memory")
 
 
 @dataclasses.dataclass

@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 log = logging.getLogger("ms_suite")
 
@@ -27,7 +27,12 @@ class TrainState:
     lr: float = 0.0
     samples_per_s: float = 0.0
     metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
+    data_s: float = 0.0            # last optimizer step: time waiting for data
+    compute_s: float = 0.0         # last optimizer step: time in the compiled step
     stop: bool = False
+    trainer: Any = None            # the Trainer: net, step cell, cfg, run dir, dist, task
+    timing: Any = None             # run-level Timing, set before on_train_end
+    summary: Dict[str, Any] = dataclasses.field(default_factory=dict)  # merged into summary.json
 
     @property
     def total_steps(self) -> int:

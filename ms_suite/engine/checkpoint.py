@@ -18,31 +18,12 @@ import mindspore as ms
 from mindspore import nn
 
 from ms_suite.errors import UserError
+from ms_suite.models.weights import META_KEY, read_checkpoint
 
 log = logging.getLogger("ms_suite")
 
-META_KEY = "ms_suite_meta"
 BEST_NAME = "best.ckpt"
 _STEP_RE = re.compile(r"step_(\d+)\.ckpt$")
-
-
-def read_checkpoint(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """Load ``path`` into (parameters, metadata); a missing or corrupt file is a UserError."""
-    if not os.path.isfile(path):
-        raise UserError(f"checkpoint not found: {path}")
-    try:
-        params = ms.load_checkpoint(path, crc_check=True)
-    except Exception as err:  # MindSpore raises ValueError/RuntimeError for bad files
-        raise UserError(f"checkpoint {path} is corrupt or truncated ({_first_line(err)}); "
-                        f"pick another checkpoint or retrain") from None
-    meta_text = params.pop(META_KEY, None)
-    meta = json.loads(meta_text) if isinstance(meta_text, str) else {}
-    return params, meta
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__
 
 
 def atomic_save(cell: nn.Cell, path: str, meta: Dict[str, Any]) -> None:
@@ -97,23 +78,3 @@ def latest_valid(directory: str) -> Optional[Tuple[str, Dict[str, Any], Dict[str
         return path, params, meta
     return None
 
-
-def model_weights(params: Dict[str, Any]) -> Dict[str, Any]:
-    """The model's weights from a training checkpoint, preferring the EMA copies when present."""
-    ema = {name[len("ema."):]: value for name, value in params.items() if name.startswith("ema.")}
-    return {**params, **ema} if ema else params
-
-
-def load_model_weights(net: nn.Cell, path: str) -> None:
-    """Load the weights in ``path`` into ``net`` strictly (eval/export): every parameter must match."""
-    params, _ = read_checkpoint(path)
-    params = model_weights(params)
-    own = net.parameters_dict()
-    missing = [name for name in own if name not in params]
-    wrong = [f"{name} {tuple(params[name].shape)} vs {tuple(p.shape)}" for name, p in own.items()
-             if name in params and tuple(params[name].shape) != tuple(p.shape)]
-    if missing or wrong:
-        detail = f"missing {missing[:3]}" if missing else f"shape mismatch {wrong[:2]}"
-        raise UserError(f"checkpoint {path} does not fit model {getattr(net, 'cls_name', '')}: {detail}; "
-                        f"check model.name / model.num_classes in the recipe")
-    ms.load_param_into_net(net, {name: params[name] for name in own}, strict_load=True)

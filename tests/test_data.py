@@ -99,20 +99,26 @@ def test_train_order_seeded_and_resume_is_exact():
     np.testing.assert_array_equal(resumed[1], full[1][5:])
 
 
-def test_shards_are_disjoint_equal_and_cover_the_truncated_permutation():
-    n = 1437
-    perm = np.random.RandomState(7 + 2).permutation(n)[:n - n % 2]
-    parts = [shard_indices(n, "train", seed=7, epoch=2, num_shards=2, shard_id=k) for k in range(2)]
-    assert len(parts[0]) == len(parts[1]) == n // 2
+def test_train_shards_take_consecutive_batches_of_one_global_batch():
+    n, batch, shards = 1437, 5, 2
+    perm = np.random.RandomState(7 + 2).permutation(n)
+    parts = [shard_indices(n, "train", seed=7, epoch=2, num_shards=shards, shard_id=k, batch_size=batch)
+             for k in range(shards)]
+    steps = n // (batch * shards)
+    assert len(parts[0]) == len(parts[1]) == steps * batch
     assert not set(parts[0]) & set(parts[1])
-    assert sorted(np.concatenate(parts)) == sorted(perm)
+    # global step i: rank k reads perm[i*G + k*B : i*G + (k+1)*B] with G = B * shards
+    interleaved = np.stack([p.reshape(steps, batch) for p in parts], axis=1).ravel()
+    np.testing.assert_array_equal(interleaved, perm[:steps * batch * shards])
 
-    cfg = DataConfig(augment=False)
+    # The ranks' batches are exactly the micro-batches of one process accumulating `shards` steps.
+    cfg = DataConfig(augment=True)
     full = rows(build_dataset(cfg, "train", 2, seed=7, epoch=2))
+    single = [x[:len(x) - len(x) % 4].reshape(-1, 2, 2, *x.shape[1:]) for x in full]
     for k in range(2):
         shard = rows(build_dataset(cfg, "train", 2, seed=7, epoch=2, num_shards=2, shard_id=k))
-        np.testing.assert_array_equal(shard[0], full[0][k::2])
-        np.testing.assert_array_equal(shard[1], full[1][k::2])
+        np.testing.assert_array_equal(shard[0], single[0][:, k].reshape(shard[0].shape))
+        np.testing.assert_array_equal(shard[1], single[1][:, k].reshape(shard[1].shape))
 
 
 def test_eval_is_sequential_deterministic_and_sharded_by_stride():

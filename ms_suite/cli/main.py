@@ -10,13 +10,15 @@ from typing import List, Optional
 from ms_suite import __version__
 from ms_suite.errors import UserError
 
-COMMAND_MODULES = ["ms_suite.cli.zoo", "ms_suite.cli.run"]
+COMMAND_MODULES = ["ms_suite.cli.zoo", "ms_suite.cli.run", "ms_suite.cli.tune", "ms_suite.cli.insight",
+                   "ms_suite.cli.prepare_data", "ms_suite.cli.compress", "ms_suite.cli.launch"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(prog="ms-suite", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="ms-suite", description="Train, compress, profile and deploy "
+                                     "MindSpore models from YAML recipes.")
     parser.add_argument("--version", action="version", version=f"ms-suite {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and MindSpore logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -29,6 +31,13 @@ def _quiet_mindspore(debug: bool) -> None:
     """MindSpore logs warnings to stderr by default; keep the console for the suite's own output."""
     os.environ.setdefault("GLOG_v", "2" if debug else "3")
     os.environ.setdefault("GLOG_logtostderr", "1")
+
+
+def _first_meaningful_line(err: Exception) -> str:
+    """MindSpore errors open with banners of dashes and headings; skip to the first real sentence."""
+    lines = [line.strip(" -") for line in str(err).splitlines()]
+    text = [line for line in lines if line and not line.endswith(":")]
+    return text[0] if text else ""
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -54,9 +63,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if debug:
             raise
         logging.getLogger("ms_suite").debug("unexpected error", exc_info=True)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        print(f"error: {type(err).__name__}: {first[:300]} (rerun with --debug for the traceback)",
-              file=sys.stderr)
+        print(f"error: {type(err).__name__}: {_first_meaningful_line(err)[:300]} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
         return 1
 
 

@@ -48,9 +48,40 @@ def summary_rows(summary: Dict[str, Any]) -> list:
     rows += [("best " + summary.get("monitor", ""), summary["best_metric"]),
              ("samples/s (train)", summary["samples_per_s"]),
              ("data wait share", f"{100 * summary['data_wait_share']:.1f}%"),
+             *_throughput_rows(summary),
              ("compile s", summary["compile_s"]), ("time to first step s", summary["time_to_first_step_s"]),
              ("wall s", summary["wall_s"]), ("final checkpoint", summary["final_checkpoint"])]
     return rows
+
+
+def _throughput_rows(summary: Dict[str, Any]) -> list:
+    """The step split and MFU that :func:`run_callbacks` adds to every run's summary."""
+    rows = []
+    if summary.get("step_data_ms") is not None:  # None: no step after the compiling one was timed
+        rows.append(("step ms (data + compute)", f"{summary['step_data_ms']:.2f} + {summary['step_compute_ms']:.2f}"))
+    if summary.get("model_flops_per_sample"):
+        rows.append(("model GFLOPs/sample (train)", f"{summary['model_flops_per_sample'] / 1e9:.4g}"))
+    if summary.get("mfu") is not None:
+        rows += [("MFU", f"{100 * summary['mfu']:.2f}% of {summary['peak_tflops']:g} TFLOPS peak"),
+                 ("peak from", summary["peak_tflops_source"])]
+    elif "mfu" in summary:
+        rows.append(("MFU", f"n/a ({summary['peak_tflops_source']})" if summary["peak_tflops"] is None
+                     else "n/a (FLOPs or timed steps missing)"))
+    return rows
+
+
+def run_callbacks(cfg: Config) -> list:
+    """The callbacks a recipe asks for, for every command that trains (train, tune, compress):
+    metrics.jsonl and MFU/step split in summary.json always; MindInsight summaries and a profiler
+    window when ``summary.enabled`` / ``profile.enabled``."""
+    from ms_suite.profiling import MetricsLog, MfuReport, ProfileWindow, SummaryCallback
+
+    callbacks = [MetricsLog(cfg.train.log_every_steps), MfuReport(cfg.runtime.peak_tflops)]
+    if cfg.summary.enabled:
+        callbacks.append(SummaryCallback(cfg.summary))
+    if cfg.profile.enabled:
+        callbacks.append(ProfileWindow(cfg.profile))
+    return callbacks
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -63,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         raise UserError(f"--resume {args.resume}: no such checkpoint (use --resume auto or a .ckpt path)")
     output_dir = args.output_dir or default_output_dir(args.config)
-    summary = Trainer(cfg, output_dir, resume=args.resume).fit()
+    summary = Trainer(cfg, output_dir, resume=args.resume, callbacks=run_callbacks(cfg)).fit()
     print(format_mapping(summary_rows(summary)))
     print(f"run directory: {summary['run_dir']}")
     return 0

@@ -47,7 +47,7 @@ def save_config(cfg: Config, path: str) -> None:
 
 def _read_yaml(path: str) -> Dict[str, Any]:
     if not os.path.isfile(path):
-        raise UserError(f"config file not found: {path}")
+        raise UserError(f"config file not found: {os.path.relpath(path)}")
     try:
         with open(path) as fh:
             data = yaml.safe_load(fh) or {}

@@ -27,7 +27,8 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class DataConfig:
-    name: Literal["digits", "cifar10", "imagefolder", "mindrecord", "synthetic"] = _f(
+    name: Literal["digits", "cifar10", "imagefolder", "mindrecord", "synthetic",
+                  "text_classification", "token_classification", "bert_pretraining"] = _f(
         "digits", "dataset type")
     path: Optional[str] = _f(None, "dataset root (not needed for digits and synthetic)")
     num_workers: int = _f(2, "parallel workers for decode and augmentation", ge=1)
@@ -37,13 +38,26 @@ class DataConfig:
     hflip: bool = _f(True, "random horizontal flip in training augmentation")
     mean: Optional[List[float]] = _f(None, "normalisation mean per channel (0-255 scale); null: dataset default")
     std: Optional[List[float]] = _f(None, "normalisation std per channel (0-255 scale); null: dataset default")
-    val_split: float = _f(0.2, "digits: held-out fraction for evaluation", gt=0.0, lt=1.0)
+    val_split: float = _f(0.2, "digits, text_classification from one file: held-out fraction for evaluation",
+                          gt=0.0, lt=1.0)
     mixup: float = _f(0.0, "mixup alpha (0 = off)", ge=0.0)
     cutmix: float = _f(0.0, "cutmix alpha (0 = off)", ge=0.0)
     mix_prob: float = _f(1.0, "probability of applying mixup/cutmix to a batch", ge=0.0, le=1.0)
     num_classes: int = _f(1000, "synthetic/mindrecord: number of classes", ge=1)
     synthetic_samples: int = _f(1024, "synthetic: samples per epoch", ge=1)
     columns: List[str] = _f(["image", "label"], "mindrecord: image and label column names")
+    # --- text (text_classification, bert_pretraining)
+    seq_len: Optional[int] = _f(None, "text: tokens per example with [CLS]/[SEP], at most the model's "
+                                      "max_position_embeddings; null: 128, or the prepared shards' length", ge=8)
+    vocab: Optional[str] = _f(None, "text_classification: WordPiece vocab.txt, or the Hugging Face folder holding it")
+    lower_case: Optional[bool] = _f(None, "text_classification: lower-case, strip accents; null: the vocab folder's "
+                                          "tokenizer_config.json, else true")
+    text_column: str = _f("text", "text/token_classification: column with the text, or (token) the list of "
+                                  "words; data.path: a folder with train.* and dev.* CSV/TSV/JSONL, or one file")
+    text_pair_column: Optional[str] = _f("text_pair", "text_classification: second text of a pair, used when "
+                                                      "the file has this column")
+    label_column: str = _f("label", "text/token_classification: label column (integers or names; token: "
+                                    "a list, one per word)")
 
 
 @dataclasses.dataclass
@@ -101,6 +115,31 @@ class RuntimeConfig:
     compile_cache: bool = _f(True, "reuse compiled graphs across launches")
     cache_dir: Optional[str] = _f(None, "compile cache folder (null: $MS_SUITE_CACHE or ~/.cache/ms_suite)")
     num_threads: Optional[int] = _f(None, "CPU intra-op threads (null: MindSpore default)", ge=1)
+    dispatch_threads: Optional[int] = _f(None, "runtime threads that launch kernels (null: MindSpore default, 5)",
+                                         ge=1)
+    cpu_affinity: bool = _f(False, "bind MindSpore's threads to this process's cores (mindspore.runtime."
+                                   "set_cpu_affinity)")
+    jit_level: Optional[Literal["O0", "O1", "O2"]] = _f(None, "graph compile level (null: MindSpore's default; "
+                                                              "O2 is Ascend-only)")
+    graph_kernel: bool = _f(False, "graph mode: fuse element-wise and reduction ops with AKG (CPU needs the "
+                                   "`decorator` package)")
+    peak_tflops: Optional[float] = _f(None, "device peak TFLOPS for MFU (null: known-device table, or a CPU "
+                                            "estimate from /proc/cpuinfo)", gt=0.0)
+
+
+@dataclasses.dataclass
+class SummaryConfig:
+    enabled: bool = _f(False, "write MindInsight summaries (loss, lr, throughput, eval metrics, graph) to the run dir")
+    every_n_steps: int = _f(10, "record scalars every N optimizer steps (averaged over them) and at epoch ends", ge=1)
+    histograms: bool = _f(False, "also record weight histograms at those steps (costly for big models)")
+    all_ranks: bool = _f(False, "distributed: every rank writes (rank k > 0 into <run>/rank_<k>/); default rank 0")
+
+
+@dataclasses.dataclass
+class ProfileConfig:
+    enabled: bool = _f(False, "profile steps start_step..stop_step with MindSpore's profiler into <run>/profiler/")
+    start_step: int = _f(10, "first profiled optimizer step (1-based; leave step 1 out, it compiles)", ge=1)
+    stop_step: int = _f(20, "last profiled optimizer step (inclusive)", ge=1)
 
 
 @dataclasses.dataclass
@@ -122,6 +161,75 @@ class ExportConfig:
 
 
 @dataclasses.dataclass
+class TuneConfig:
+    metric: str = _f("top1", "eval metric each trial reports per epoch (for pruning) and returns at its end")
+    direction: Literal["maximize", "minimize"] = _f("maximize", "maximize (accuracy) or minimize (loss)")
+    trials: int = _f(20, "trials the study should finish (interrupted ones do not count); --trials overrides", ge=1)
+    sampler: Literal["tpe", "random", "grid"] = _f(
+        "tpe", "tpe (Bayesian), random, or grid (every combination; needs categorical entries)")
+    seed: int = _f(0, "sampler seed", ge=0)
+    startup_trials: int = _f(5, "random trials before TPE models the space; finished ones before median pruning",
+                             ge=0)
+    pruner: Literal["median", "halving", "none"] = _f(
+        "median", "stop poor trials early: below the median at the same epoch, successive halving, or none")
+    min_epochs: int = _f(1, "epochs a trial trains before it can be pruned", ge=1)
+    reduction_factor: int = _f(3, "successive halving: keep the best 1/this of trials at each rung", ge=2)
+
+
+@dataclasses.dataclass
+class SimQATConfig:
+    per_channel: bool = _f(True, "one weight range per output channel (activations: one range per tensor)")
+    symmetric: bool = _f(True, "symmetric weight ranges (activations stay asymmetric)")
+    narrow_range: bool = _f(False, "weights use [-127, 127] instead of [-128, 127]")
+
+
+@dataclasses.dataclass
+class SLBConfig:
+    weight_bits: Literal[1, 2, 4] = _f(4, "bits per convolution weight")
+    enable_act_quant: bool = _f(False, "also fake-quantize activations to INT8 (GPU only)")
+    t_start_val: float = _f(1.0, "initial softmax temperature", gt=0.0)
+    t_start_time: float = _f(0.2, "fraction of the epochs after which the temperature starts rising", ge=0.0, le=1.0)
+    t_end_time: float = _f(0.6, "fraction of the epochs after which it stops (weights become one-hot)",
+                           ge=0.0, le=1.0)
+    t_factor: float = _f(1.2, "temperature multiplier per epoch while rising", gt=0.0)
+
+
+@dataclasses.dataclass
+class ScopConfig:
+    prune_rate: float = _f(0.45, "fraction of each block's inner-convolution channels removed", ge=0.0, lt=1.0)
+    knockoff_epochs: int = _f(1, "epochs of the knockoff stage that scores channels (train.epochs fine-tune)",
+                              ge=1)
+
+
+@dataclasses.dataclass
+class UniPrunerConfig:
+    target_sparsity: float = _f(0.55, "Golden Stick's target: prune until the prunable layers keep at most this "
+                                      "fraction of their parameters", gt=0.0, lt=1.0)
+    frequency: int = _f(1, "zero the least important channel groups every N epochs (and after the last)", ge=1)
+    pruning_step: int = _f(8, "channels zeroed/pruned together as one group", ge=1)
+    filter_lower_threshold: int = _f(8, "a layer is never pruned below this many channels", ge=1)
+
+
+@dataclasses.dataclass
+class DistillConfig:
+    teacher_config: Optional[str] = _f(None, "recipe of the teacher model, e.g. configs/quickstart.yaml")
+    teacher_checkpoint: Optional[str] = _f(None, "trained teacher weights (`compress --pretrained` sets it)")
+    temperature: float = _f(4.0, "softmax temperature of the KL term", gt=0.0)
+    alpha: float = _f(0.5, "weight of the KL term; cross-entropy gets 1 - alpha", ge=0.0, le=1.0)
+
+
+@dataclasses.dataclass
+class CompressionConfig:
+    algorithm: Optional[Literal["simqat", "slb", "scop", "unipruner", "distill"]] = _f(
+        None, "`ms-suite compress`: the algorithm; its own section below holds its settings")
+    simqat: SimQATConfig = dataclasses.field(default_factory=SimQATConfig)
+    slb: SLBConfig = dataclasses.field(default_factory=SLBConfig)
+    scop: ScopConfig = dataclasses.field(default_factory=ScopConfig)
+    unipruner: UniPrunerConfig = dataclasses.field(default_factory=UniPrunerConfig)
+    distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
+
+
+@dataclasses.dataclass
 class Config:
     base: List[str] = _f([], "recipes merged in order before this file")
     description: str = _f("", "one line about this recipe")
@@ -133,3 +241,9 @@ class Config:
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
     parallel: ParallelConfig = dataclasses.field(default_factory=ParallelConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    summary: SummaryConfig = dataclasses.field(default_factory=SummaryConfig)
+    profile: ProfileConfig = dataclasses.field(default_factory=ProfileConfig)
+    search_space: Dict[str, Any] = _f({}, "`ms-suite tune`: {dotted.key: {type: float|int|categorical, low, high, "
+                                          "log, step | choices}}")
+    tune: TuneConfig = dataclasses.field(default_factory=TuneConfig)
+    compression: CompressionConfig = dataclasses.field(default_factory=CompressionConfig)

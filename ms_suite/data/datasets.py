@@ -2,8 +2,8 @@
 
 Every source is mappable: :func:`build_dataset` computes this rank's sample order itself
 (:func:`shard_indices`) and feeds it with ``mindspore.dataset.SubsetSampler``, so the order is a
-pure function of (seed, epoch, num_shards, shard_id) and a mid-epoch resume skips exactly the
-samples already seen.
+pure function of (seed, epoch, batch_size, num_shards, shard_id) and a mid-epoch resume skips
+exactly the samples already seen.
 
 Determinism: the ``digits`` and ``synthetic`` sources are generated in numpy per sample index and
 are bit-exact across a resume. Native MindData random ops (crops, flips, mixup/cutmix) are seeded
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import os
 import random
@@ -28,6 +29,8 @@ import mindspore.dataset as ds
 from ms_suite.config.schema import DataConfig
 from ms_suite.data import transforms
 from ms_suite.errors import UserError
+
+log = logging.getLogger("ms_suite")
 
 SPLITS = ("train", "eval")
 _COLUMNS = ["image", "label"]
@@ -50,14 +53,15 @@ class _Source:
     """A dataset type: what it holds (cheap to compute) and how to read a split in a given order."""
 
     num_classes: int
-    input_shape: Tuple[int, int, int]
+    input_shape: Tuple[int, ...]
     num_samples: Dict[str, int]
+    columns: List[str] = _COLUMNS  # what leaf() yields, in order (text sources have their own)
 
     def __init__(self, cfg: DataConfig):
         self.cfg = cfg
 
     def leaf(self, split: str, sampler: ds.Sampler, seed: int, epoch: int) -> ds.Dataset:
-        """Mappable dataset with columns ``image``, ``label`` read in ``sampler``'s order."""
+        """Mappable dataset with ``self.columns`` read in ``sampler``'s order."""
         raise NotImplementedError
 
     def image_ops(self, split: str) -> list:
@@ -78,8 +82,9 @@ class _Indexed:
         return self.fn(int(i))
 
 
-def _generator(n: int, fn: Callable[[int], tuple], sampler: ds.Sampler, workers: int) -> ds.Dataset:
-    return ds.GeneratorDataset(_Indexed(n, fn), _COLUMNS, sampler=sampler,
+def _generator(n: int, fn: Callable[[int], tuple], sampler: ds.Sampler, workers: int,
+               columns: Sequence[str] = _COLUMNS) -> ds.Dataset:
+    return ds.GeneratorDataset(_Indexed(n, fn), list(columns), sampler=sampler,
                                num_parallel_workers=workers, python_multiprocessing=False)
 
 
@@ -265,15 +270,7 @@ class _MindRecord(_Source):
         raise UserError(f"data.path: {root} has no {split} MindRecord files ({wanted} with its .db)")
 
     def _header(self, files: List[str]) -> Tuple[dict, int]:
-        from mindspore.mindrecord import FileReader
-
-        try:
-            reader = FileReader(files if len(files) > 1 else files[0])
-            schema, count = reader.schema(), reader.len()
-            reader.close()
-        except Exception as exc:  # MindRecord raises several types for unreadable files
-            raise UserError(f"cannot read MindRecord {files[0]} ({str(exc).strip().splitlines()[0]}); "
-                            "check the file and its .db index") from exc
+        schema, count = read_mindrecord_header(files)
         missing = [c for c in self.cfg.columns if c not in schema]
         if missing:
             raise UserError(f"data.columns: {files[0]} has no column {missing[0]!r} "
@@ -305,6 +302,20 @@ class _MindRecord(_Source):
         return transforms.imagenet_ops(self.cfg, split == "train") if self.encoded else []
 
 
+def read_mindrecord_header(files: List[str]) -> Tuple[dict, int]:
+    """(schema, sample count) of MindRecord ``files``; an unreadable file is a UserError."""
+    from mindspore.mindrecord import FileReader
+
+    try:
+        reader = FileReader(files if len(files) > 1 else files[0])
+        schema, count = reader.schema(), reader.len()
+        reader.close()
+    except Exception as exc:  # MindRecord raises several types for unreadable files
+        raise UserError(f"cannot read MindRecord {files[0]} ({str(exc).strip().splitlines()[0]}); "
+                        "check the file and its .db index") from exc
+    return schema, count
+
+
 class _Synthetic(_Source):
     """Random tensors and labels, generated per index from the seed (throughput work)."""
 
@@ -329,6 +340,10 @@ _SOURCES = {"digits": _Digits, "cifar10": _Cifar10, "imagefolder": _ImageFolder,
 
 
 def _source(cfg: DataConfig) -> _Source:
+    if cfg.name in ("text_classification", "token_classification", "bert_pretraining"):
+        from ms_suite.data.text import SOURCES  # text sources live in their own module
+
+        return SOURCES[cfg.name](cfg)
     if cfg.name not in _SOURCES:
         raise UserError(f"data.name: unknown dataset {cfg.name!r}; choose one of {', '.join(_SOURCES)}")
     return _SOURCES[cfg.name](cfg)
@@ -338,23 +353,24 @@ def _source(cfg: DataConfig) -> _Source:
 
 
 def shard_indices(n: int, split: str, *, seed: int = 0, epoch: int = 0, num_shards: int = 1,
-                  shard_id: int = 0) -> np.ndarray:
+                  shard_id: int = 0, batch_size: int = 1) -> np.ndarray:
     """This rank's sample indices for one epoch, before any resume skip.
 
-    Train: a permutation from ``RandomState(seed + epoch)``, truncated to a multiple of
-    ``num_shards`` so every rank gets the same count. Eval: sequential, not truncated (every
-    sample is evaluated once; ranks may differ by one sample). Rank ``k`` takes every
-    ``num_shards``-th index starting at ``k``.
+    Train: a permutation from ``RandomState(seed + epoch)`` cut into global batches of
+    ``G = batch_size * num_shards`` (the incomplete last one dropped); at step ``i`` rank ``k``
+    takes ``perm[i*G + k*batch_size : i*G + (k+1)*batch_size]``. So ``num_shards`` ranks see the
+    same micro-batches as one process with ``batch_size`` and ``num_shards`` accumulation steps.
+    Eval: sequential, not truncated (every sample is evaluated once; ranks may differ by one
+    sample); rank ``k`` takes every ``num_shards``-th index starting at ``k``.
     """
     _check_split(split)
     if num_shards < 1 or not 0 <= shard_id < num_shards:
         raise ValueError(f"shard_id={shard_id} is not in [0, num_shards={num_shards})")
-    if split == "train":
-        order = np.random.RandomState(seed + epoch).permutation(n)
-        order = order[:n - n % num_shards]
-    else:
-        order = np.arange(n)
-    return order[shard_id::num_shards]
+    if split == "eval":
+        return np.arange(n)[shard_id::num_shards]
+    order = np.random.RandomState(seed + epoch).permutation(n)
+    steps = n // (batch_size * num_shards)
+    return order[:steps * batch_size * num_shards].reshape(steps, num_shards, batch_size)[:, shard_id].ravel()
 
 
 def _num_batches(n: int, split: str, batch_size: int, num_shards: int) -> int:
@@ -424,9 +440,11 @@ def build_dataset(cfg: DataConfig, split: str, batch_size: int, *, seed: int = 0
     ``skip_batches`` resumes a train epoch after that many batches.
     """
     _check_split(split)
+    cfg = _within_cpu_count(cfg)
     src, train = _source(cfg), split == "train"
     n = src.num_samples[split]
-    indices = shard_indices(n, split, seed=seed, epoch=epoch, num_shards=num_shards, shard_id=shard_id)
+    indices = shard_indices(n, split, seed=seed, epoch=epoch, num_shards=num_shards, shard_id=shard_id,
+                            batch_size=batch_size)
     if train:
         _check_train_batches(cfg, n, batch_size, num_shards)
         steps = len(indices) // batch_size
@@ -436,6 +454,15 @@ def build_dataset(cfg: DataConfig, split: str, batch_size: int, *, seed: int = 0
         _seed_native_ops(seed, epoch, skip_batches)
     return _pipeline(src, split, indices.tolist(), batch_size,
                      _model_classes(cfg, src.num_classes, num_classes), seed, epoch)
+
+
+def _within_cpu_count(cfg: DataConfig) -> DataConfig:
+    """MindData refuses more workers than cores; recipes written for big hosts still run here."""
+    cores = os.cpu_count() or 1
+    if cfg.num_workers <= cores:
+        return cfg
+    log.info("data.num_workers=%d > %d CPU cores here; using %d", cfg.num_workers, cores, cores)
+    return dataclasses.replace(cfg, num_workers=cores)
 
 
 def _pipeline(src: _Source, split: str, indices: Sequence[int], batch_size: int, classes: int,
@@ -448,7 +475,8 @@ def _pipeline(src: _Source, split: str, indices: Sequence[int], batch_size: int,
     if image_ops:
         data = data.map(image_ops, "image", num_parallel_workers=cfg.num_workers, python_multiprocessing=False)
     mix = transforms.mix_op(cfg) if train else None
-    data = data.map(transforms.label_ops(classes if mix else None), "label")
+    if "label" in src.columns:
+        data = data.map(transforms.label_ops(classes if mix else None), "label")
     data = data.batch(batch_size, drop_remainder=train)
     if mix:
         data = data.map(mix, ["image", "label"])

@@ -1,12 +1,13 @@
 """The run directory contract: config.yaml, train.log, checkpoints/, summary.json."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional
 
 log = logging.getLogger("ms_suite")
 
@@ -49,6 +50,19 @@ class RunDir:
 class _ConsoleFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not getattr(record, "file_only", False)
+
+
+@contextlib.contextmanager
+def log_to_file(path: str) -> Iterator[None]:
+    """Copy the ``ms_suite`` log into ``path`` for the duration of the block (one run's train.log)."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
 
 
 def setup_logging(log_file: Optional[str] = None, verbose: bool = True) -> None:

@@ -20,7 +20,7 @@ from ms_suite.models import build_model
 
 _TASKS: Dict[str, type] = {}
 # Modules that register further tasks when imported (kept lazy: importing them is not free).
-TASK_MODULES: Tuple[str, ...] = ()
+TASK_MODULES: Tuple[str, ...] = ("ms_suite.engine.bert_tasks",)
 
 
 def register_task(name: str) -> Callable[[type], type]:

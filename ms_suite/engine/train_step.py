@@ -4,6 +4,13 @@
 With ``apply=False`` it only adds the gradients to the accumulation buffers; with
 ``apply=True`` it also updates the weights. ``apply`` is a Python bool, so graph mode compiles
 one graph per value (one when there is no accumulation).
+
+``parallel`` is the run's ``parallel.mode``. Data parallel all-reduces the gradients with
+``nn.DistributedGradReducer``. Semi-auto/auto parallel leaves the reductions to MindSpore's
+parallel pass (it inserts them from the layout), sums the overflow flag over all ranks (each
+checked only its own gradient slices), and with ``micro_batches > 1`` (pipeline stages, the loss
+cell wrapped in ``Pipeline``) takes the micro-batch gradients the pipeline pass accumulated from
+``nn.PipelineGradReducer``, the pattern of MindSpore's own pipeline train cells.
 """
 from __future__ import annotations
 
@@ -13,13 +20,15 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.amp import all_finite
 
+from ms_suite.runtime.auto_parallel import AUTO_MODES
+
 
 class TrainStep(nn.Cell):
     """One training micro-step over ``net_with_loss`` with ``optimizer``."""
 
     def __init__(self, net_with_loss: nn.Cell, optimizer: nn.Optimizer, *, loss_scale: str = "none",
                  scale_value: float = 1024.0, scale_window: int = 1000, clip_norm: Optional[float] = None,
-                 accumulation_steps: int = 1, distributed: bool = False):
+                 accumulation_steps: int = 1, parallel: str = "standalone", micro_batches: int = 1):
         super().__init__(auto_prefix=False)
         self.network = net_with_loss
         self.network.set_grad()
@@ -32,24 +41,37 @@ class TrainStep(nn.Cell):
         self.good_steps = Parameter(Tensor(0, ms.int32), name="loss_scale_good_steps", requires_grad=False)
         self.scale_window = scale_window
         self.clip_norm = clip_norm
-        self.distributed = distributed
-        self.reducer = nn.DistributedGradReducer(self.weights) if distributed else None
+        self.data_parallel = parallel == "data_parallel"
+        self.reducer = nn.DistributedGradReducer(self.weights) if self.data_parallel else None
+        self.sliced = parallel in AUTO_MODES
+        self.all_reduce = ops.AllReduce() if self.sliced else None
+        # nn.PipelineGradReducer (construct(grads)), not mindspore.parallel.nn's: in 2.7.2 that one reads
+        # an undefined `grads` unless the optimizer is sharded.
+        self.micro_batches = micro_batches
+        self.pipeline_reducer = nn.PipelineGradReducer(self.weights) if micro_batches > 1 else None
         self.accumulation_steps = accumulation_steps
         self.accum_grads = (self.weights.clone(prefix="accum_grads", init="zeros")
                             if accumulation_steps > 1 else None)
 
     def construct(self, apply: bool, *batch):
         loss = self.network(*batch)
-        sens = ops.fill(loss.dtype, loss.shape, 1.0) * self.loss_scale.astype(loss.dtype)
+        scale = self.loss_scale.astype(loss.dtype)
+        if self.micro_batches > 1:  # a pipeline's loss sums its micro-batches: step on their mean
+            loss, scale = loss / self.micro_batches, scale / self.micro_batches
+        sens = ops.fill(loss.dtype, loss.shape, 1.0) * scale
         grads = self.grad(self.network, self.weights)(*batch, sens)
+        if self.micro_batches > 1:
+            grads = self.pipeline_reducer(grads)
         grads = self._unscale(grads)
         if self.accumulation_steps > 1:
             grads = self._accumulate(grads)
-            if not apply:
-                return loss, ops.ones((), ms.bool_)
-        if self.distributed:
+            if not apply:  # depend: graph mode drops the buffer updates when nothing uses them
+                return ops.depend(loss, grads), ops.ones((), ms.bool_)
+        if self.data_parallel:
             grads = self.reducer(grads)
         finite = all_finite(grads)
+        if self.sliced:  # every rank skips the update if any rank's slices overflowed
+            finite = self.all_reduce(ops.logical_not(finite).astype(ms.float32)) < 0.5
         if self.dynamic:
             self._adjust_scale(finite)
         if self.clip_norm is not None:

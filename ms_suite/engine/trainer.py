@@ -4,9 +4,14 @@ Read ``Trainer.fit`` top to bottom: setup, optional resume, then a plain loop ov
 batches. Resume is exact: a checkpoint stores the optimizer state and LR position, and the data
 order is a pure function of (seed, epoch), so the batches consumed in the interrupted epoch are
 skipped and training continues with the very next one.
+
+Semi-auto/auto parallel (``parallel.mode``, Ascend/GPU): every rank reads the global batch,
+MindSpore reduces the gradients, each rank saves and resumes its own weight slice in
+``checkpoints/rank_<r>/``, and evaluation waits for the merged checkpoint (``ms-suite eval``).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -14,7 +19,7 @@ import math
 import os
 import random
 import time
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import mindspore as ms
 import numpy as np
@@ -24,15 +29,18 @@ import ms_suite
 from ms_suite.config import Config, save_config, to_dict
 from ms_suite.data import build_dataset, dataset_info, steps_per_epoch
 from ms_suite.engine.callbacks import Callback, CallbackList, Progress, TrainState
-from ms_suite.engine.checkpoint import CheckpointManager, latest_valid, read_checkpoint
+from ms_suite.engine.checkpoint import CheckpointManager, latest_valid, own_slice, rank_dir, read_checkpoint
 from ms_suite.engine.lr import build_lr_schedule
 from ms_suite.engine.optim import build_optimizer
-from ms_suite.engine.rundir import RunDir, setup_logging
+from ms_suite.engine.rundir import RunDir, log_to_file
 from ms_suite.engine.tasks import get_task
 from ms_suite.engine.train_step import EmaUpdate, TrainStep
 from ms_suite.errors import UserError
 from ms_suite.models import model_info
-from ms_suite.runtime import DistInfo, RuntimeInfo, enable_compile_cache, init_distributed, init_runtime
+from ms_suite.runtime import (DistInfo, RuntimeInfo, broadcast_parameters, enable_compile_cache, init_distributed,
+                              init_runtime, launch_device_id, replicas_in_sync)
+from ms_suite.runtime.auto_parallel import check_trainer_support
+from ms_suite.runtime.distributed import agree_on_step, last_stage_loss
 
 log = logging.getLogger("ms_suite")
 
@@ -103,11 +111,13 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
         cfg = self.cfg
-        self.runtime: RuntimeInfo = init_runtime(cfg.runtime, cfg.train.seed)
-        self.dist: DistInfo = init_distributed(cfg.parallel)
+        self.runtime: RuntimeInfo = init_runtime(cfg.runtime, cfg.train.seed, launch_device_id(cfg.parallel))
+        check_trainer_support(cfg.parallel, cfg.train)
+        self.dist: DistInfo = init_distributed(cfg.parallel, os.path.join(self.run.path, "strategy"))
         enable_compile_cache(self.runtime, cfg.runtime, self._graph_fingerprint())
         if self.dist.is_main:
-            setup_logging(self.run.log_file)
+            self._cleanup.enter_context(log_to_file(self.run.log_file))
+            log.info("device %s (%s)", self.runtime.device, self.runtime.reason)
             save_config(cfg, self.run.config_file)
         self.info = dataset_info(cfg.data)
         self.task = get_task(model_info(cfg.model.name).task)
@@ -116,13 +126,14 @@ class Trainer:
             self.net = self.model_hook(self.net)
         self._apply_amp()
         accum = cfg.train.accumulation_steps
-        batches = steps_per_epoch(cfg.data, "train", cfg.train.batch_size, self.dist.world_size)
+        shards, _ = self.dist.data_shards  # 1 in semi-auto/auto parallel: train.batch_size is the global batch
+        batches = steps_per_epoch(cfg.data, "train", cfg.train.batch_size, shards)
         self.steps_per_epoch = batches // accum
         if self.steps_per_epoch == 0:
             raise UserError(f"train.batch_size={cfg.train.batch_size} x accumulation {accum} x "
-                            f"{self.dist.world_size} device(s) exceeds the {self.info.num_samples['train']} "
+                            f"{shards} data shard(s) exceeds the {self.info.num_samples['train']} "
                             f"training samples of data.name={cfg.data.name}; lower train.batch_size")
-        self.global_batch = cfg.train.batch_size * accum * self.dist.world_size
+        self.global_batch = cfg.train.batch_size * accum * shards
         peak_lr = cfg.train.lr * (self.global_batch / cfg.train.base_batch_size if cfg.train.scale_lr else 1.0)
         self.lr = build_lr_schedule(cfg.train, self.steps_per_epoch, peak_lr)
         optimizer = build_optimizer(self.net, cfg.train, self.lr)
@@ -131,10 +142,14 @@ class Trainer:
             net_with_loss = self.loss_hook(net_with_loss, self.net)
         self.step = TrainStep(net_with_loss, optimizer, loss_scale=cfg.train.loss_scale,
                               scale_value=cfg.train.loss_scale_value, clip_norm=cfg.train.clip_grad_norm,
-                              accumulation_steps=accum, distributed=self.dist.world_size > 1)
+                              accumulation_steps=accum,
+                              parallel=self.dist.mode if self.dist.world_size > 1 else "standalone",
+                              micro_batches=cfg.parallel.micro_batch_num if self.dist.pipeline_stages > 1 else 1)
         self.ema = EmaUpdate(self.net, cfg.train.ema_decay) if cfg.train.ema_decay else None
         self.state_cell = TrainingCell(self.step, self.ema)
-        self.ckpt = CheckpointManager(self.run.checkpoints, cfg.checkpoint.keep_last, cfg.checkpoint.keep_best)
+        ckpt_dir = rank_dir(self.run.checkpoints, self.dist.rank) if self.dist.sliced else self.run.checkpoints
+        self.ckpt = CheckpointManager(ckpt_dir, cfg.checkpoint.keep_last, cfg.checkpoint.keep_best)
+        self._pending_slice = None  # (path, params) to load once the sliced step has compiled
 
     # Keys that only change parameter *values* (the learning-rate table, initial weights, data), never
     # a graph's structure or shapes: runs differing only in these share compiled graphs.
@@ -146,7 +161,7 @@ class Trainer:
         """What shapes the compiled graphs: the recipe minus bookkeeping and value-only keys, and
         the rank layout."""
         graph_cfg = to_dict(self.cfg)
-        for section in ("checkpoint", "description", "base"):
+        for section in ("checkpoint", "description", "base", "search_space", "tune"):
             graph_cfg.pop(section, None)
         for section, keys in self.VALUE_ONLY_KEYS.items():
             for key in keys:
@@ -165,26 +180,52 @@ class Trainer:
     # ------------------------------------------------------------------ resume
     def _restore(self, state: TrainState) -> Dict[str, Any]:
         """Load the resume checkpoint into the training cell; return its metadata."""
-        if not self.resume:
+        found = self._resume_checkpoint()
+        if self.dist.sliced and self.resume == "auto":
+            agree_on_step(found[2]["step"] if found else 0, self.ckpt.directory)
+        if found is None:
             return {}
-        if self.resume == "auto":
-            found = latest_valid(self.run.checkpoints)
-            if found is None:
-                log.info("resume auto: no valid checkpoint in %s, starting fresh", self.run.checkpoints)
-                return {}
-            path, params, meta = found
+        path, params, meta = found
+        # The LR table is a pure function of the recipe; rebuilding it lets a finished run be
+        # extended by resuming with more epochs. The position in it is the optimizer's global_step.
+        params.pop("learning_rate", None)
+        if self.dist.sliced:
+            self._pending_slice = (path, params)  # parameters get their per-rank shapes when the step compiles
         else:
-            path = self.resume
-            params, meta = read_checkpoint(path)
-        missing, _ = ms.load_param_into_net(self.state_cell, params, strict_load=True)
-        if missing:
-            raise UserError(f"checkpoint {path} does not match this recipe (missing {missing[:3]}); "
-                            f"resume with the recipe that wrote it")
+            self._load_state(path, params)
         state.epoch, state.step = meta["epoch"], meta["step"]
         state.step_in_epoch = meta["step_in_epoch"]
         _set_rng_state(meta.get("rng", {}))
         log.info("resumed from %s: epoch %d, step %d", path, state.epoch + 1, state.step)
         return meta
+
+    def _resume_checkpoint(self) -> Optional[Tuple[str, Dict[str, Any], Dict[str, Any]]]:
+        """(path, params, meta) to resume from, or None; sliced runs read this rank's own slice."""
+        if not self.resume:
+            return None
+        if self.resume == "auto":
+            found = latest_valid(self.ckpt.directory)
+            if found is None:
+                log.info("resume auto: no valid checkpoint in %s, starting fresh", self.ckpt.directory)
+            return found
+        path = own_slice(self.resume, self.dist.rank) if self.dist.sliced else self.resume
+        return (path, *read_checkpoint(path))
+
+    def _load_state(self, path: str, params: Dict[str, Any]) -> None:
+        missing, _ = ms.load_param_into_net(self.state_cell, params, strict_load=True)
+        missing = [name for name in missing if name != "learning_rate"]
+        if missing:
+            raise UserError(f"checkpoint {path} does not match this recipe (missing {missing[:3]}); "
+                            f"resume with the recipe that wrote it")
+
+    def _load_slice(self, dataset) -> None:
+        """Semi-auto/auto parallel: compile the step (on zeros shaped like a batch), which gives the
+        parameters their per-rank shapes, then load this rank's slice; MindSpore's own order."""
+        path, params = self._pending_slice
+        shapes, dtypes = dataset.output_shapes(), dataset.output_types()
+        self.step.compile(True, *(Tensor(np.zeros(shape, dtype)) for shape, dtype in zip(shapes, dtypes)))
+        self._load_state(path, params)
+        self._pending_slice = None
 
     def _meta(self, state: TrainState, best: Optional[float]) -> Dict[str, Any]:
         return {"epoch": state.epoch, "step": state.step, "step_in_epoch": state.step_in_epoch,
@@ -194,17 +235,27 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def fit(self) -> Dict[str, Any]:
         """Train, evaluate and write summary.json; returns the summary."""
+        with contextlib.ExitStack() as self._cleanup:  # holds the train.log handler of this run
+            return self._fit()
+
+    def _fit(self) -> Dict[str, Any]:
         wall_start = time.perf_counter()
         self._setup()
         cfg = self.cfg
         state = TrainState(epochs=cfg.train.epochs, steps_per_epoch=self.steps_per_epoch, trainer=self)
         meta = self._restore(state)
+        if self.dist.replicated:
+            broadcast_parameters(self.state_cell.get_parameters())
         best = meta.get("best_metric")
         callbacks = CallbackList([Progress(cfg.train.log_every_steps, self.progress and self.dist.is_main)]
                                  + self.extra_callbacks)
         timing = Timing()
         last_ckpt, evaluated_at = None, -1
         self._log_start(state)
+        if self.dist.sliced:
+            log.info("%s: weights are sliced across ranks, so there is no evaluation during training; merge the "
+                     "checkpoint slices (ms_suite.engine.checkpoint.merge_slices) and run ms-suite eval",
+                     self.dist.mode)
         callbacks.on_train_begin(state)
         while state.epoch < cfg.train.epochs and not state.stop:
             last_ckpt = self._train_epoch(state, callbacks, timing) or last_ckpt
@@ -217,17 +268,19 @@ class Trainer:
             improved = self._improved(state.metrics, best)
             if improved:
                 best = state.metrics[cfg.checkpoint.monitor]
-            if self.dist.is_main:
+            if self.dist.writes_checkpoints:
                 last_ckpt = self.ckpt.save(self.state_cell, state.step, self._meta(state, best))
                 if improved and cfg.checkpoint.keep_best:
                     self.ckpt.mark_best(last_ckpt)
             callbacks.on_epoch_end(state)
-        if evaluated_at != state.step:  # stopped mid-epoch, or resumed a finished run
+        if evaluated_at != state.step and not self.dist.sliced:  # stopped mid-epoch, or resumed a finished run
             state.metrics = self._evaluate()
         state.timing = timing
         callbacks.on_train_end(state)
         summary = self._summary(state, best, timing, last_ckpt, time.perf_counter() - wall_start)
         summary.update(state.summary)
+        if self.dist.replicated:
+            summary["replicas_in_sync"] = replicas_in_sync(self.net.trainable_params(), self.dist)
         if self.dist.is_main:
             self.run.write_summary(summary)
         return summary
@@ -235,13 +288,15 @@ class Trainer:
     def _train_epoch(self, state: TrainState, callbacks: Callback, timing: Timing) -> Optional[str]:
         cfg = self.cfg
         accum = cfg.train.accumulation_steps
+        shards, shard_id = self.dist.data_shards
         dataset = build_dataset(cfg.data, "train", cfg.train.batch_size, seed=cfg.train.seed,
                                 epoch=state.epoch, skip_batches=state.step_in_epoch * accum,
-                                num_shards=self.dist.world_size, shard_id=self.dist.rank,
-                                num_classes=self.num_classes)
+                                num_shards=shards, shard_id=shard_id, num_classes=self.num_classes)
         iterator = dataset.create_tuple_iterator(num_epochs=1)
         last_ckpt = None
         self.step.set_train(True)  # the top cell's flag selects the training graph (BN batch stats)
+        if self._pending_slice is not None:
+            self._load_slice(dataset)
         while state.step_in_epoch < self.steps_per_epoch and not state.stop:
             loss, data_s, compute_s = self._optimizer_step(iterator, accum)
             first = state.step == 0 or timing.first_step_s == 0.0
@@ -261,7 +316,8 @@ class Trainer:
             state.samples_per_s = timing.samples_per_s
             callbacks.on_step_end(state)
             every = cfg.checkpoint.every_n_steps
-            if every and state.step % every == 0 and state.step_in_epoch < self.steps_per_epoch and self.dist.is_main:
+            mid_epoch = state.step_in_epoch < self.steps_per_epoch
+            if every and state.step % every == 0 and mid_epoch and self.dist.writes_checkpoints:
                 last_ckpt = self.ckpt.save(self.state_cell, state.step, self._meta(state, None))
         return last_ckpt
 
@@ -280,6 +336,8 @@ class Trainer:
         if self.ema is not None:
             self.ema()
         loss = float(np.mean(losses))
+        if self.dist.pipeline_stages > 1:
+            loss = last_stage_loss(loss, self.dist)
         if not math.isfinite(loss) and self.cfg.train.loss_scale != "dynamic":
             raise TrainingDiverged(f"loss became {loss} at step {self.step.optimizer.global_step.asnumpy()}; "
                                    f"lower train.lr (now {self.cfg.train.lr}) or set train.clip_grad_norm")
@@ -288,7 +346,8 @@ class Trainer:
     # ------------------------------------------------------------------ eval and summary
     def _eval_due(self, epoch: int) -> bool:
         every = self.cfg.eval.every_epochs
-        return bool(every) and (epoch + 1) % every == 0 or epoch + 1 == self.cfg.train.epochs
+        due = bool(every) and (epoch + 1) % every == 0 or epoch + 1 == self.cfg.train.epochs
+        return due and not self.dist.sliced  # sliced weights: evaluate the merged checkpoint instead
 
     def _evaluate(self) -> Dict[str, float]:
         batch = self.cfg.eval.batch_size or self.cfg.train.batch_size

@@ -65,3 +65,22 @@ def count_flops(net: nn.Cell, input_shape: Tuple[int, ...]) -> int:
 def count_params(net: nn.Cell) -> int:
     """Number of trainable parameter elements (torch's ``sum(p.numel() for p in parameters())``)."""
     return int(sum(p.size for p in net.trainable_params()))
+
+
+def measure_model(name: str) -> Dict[str, int]:
+    """Params and forward FLOPs of a registered model at its default input size.
+
+    Random initialisation dominates the cost for big models (BERT-large: ~20 s of it), and
+    neither figure depends on the values, so the model is built without initialising its
+    parameters and then filled with zeros (cheap, lazily allocated memory).
+    """
+    import numpy as np
+    from mindspore.nn.utils import no_init_parameters
+
+    from ms_suite.models.registry import create_model, model_info
+
+    with no_init_parameters():
+        net = create_model(name)
+    for param in net.get_parameters():
+        param.set_data(ms.Tensor(np.zeros(param.shape, ms.dtype_to_nptype(param.dtype))))
+    return {"params": count_params(net), "flops": count_flops(net, model_info(name).input_size)}

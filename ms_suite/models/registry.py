@@ -25,6 +25,9 @@ class ModelInfo:
     num_classes: int = 1000
     reference: str = ""  # e.g. "76.1% top-1 ImageNet (torchvision IMAGENET1K_V1)"
     description: str = ""
+    # Optional ``fn(builder, path, **kwargs) -> net`` that builds and loads ``pretrained`` itself
+    # (e.g. BERT takes its shape from a Hugging Face directory's config.json).
+    from_pretrained: Optional[Callable[..., object]] = None
 
 
 _BUILDERS: Dict[str, Callable] = {}
@@ -88,6 +91,8 @@ def create_model(name: str, num_classes: Optional[int] = None, pretrained: Optio
     _check_kwargs(name, builder, kwargs)
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
+    if pretrained and _INFO[name].from_pretrained is not None:
+        return _INFO[name].from_pretrained(builder, pretrained, **kwargs)
     net = builder(**kwargs)
     if pretrained:
         from ms_suite.models.weights import load_pretrained

@@ -130,8 +130,8 @@ def _read_torch_state(src: str) -> Dict[str, np.ndarray]:
         from safetensors.numpy import load_file
 
         return _guarded(src, lambda: load_file(src))
-    if ext not in (".pth", ".pt"):
-        raise UserError(f"weights file {src} must end in .pth, .pt or .safetensors")
+    if ext not in (".pth", ".pt", ".bin"):
+        raise UserError(f"weights file {src} must end in .pth, .pt, .bin or .safetensors")
     try:
         import torch
     except ImportError as exc:

@@ -4,12 +4,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import importlib.util
 import logging
 import os
 import random
 import re
 import tempfile
-from typing import Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -106,11 +107,60 @@ def init_runtime(cfg: RuntimeConfig, seed: int, device_id: Optional[int] = None)
     device, reason = select_device(cfg.device)
     ms.set_device(device, cfg.device_id if device_id is None else device_id)
     ms.set_context(mode=ms.GRAPH_MODE if cfg.mode == "graph" else ms.PYNATIVE_MODE)
-    if cfg.num_threads and device == "CPU":
-        ms.device_context.cpu.op_tuning.threads_num(cfg.num_threads)
+    apply_performance_settings(cfg, device)
     seed_everything(seed)
     log.info("device %s (%s), %s mode", device, reason, cfg.mode)
     return RuntimeInfo(device=device, reason=reason, mode=cfg.mode, cache_dir=None)
+
+
+# Process-wide MindSpore settings that raise when set a second time, and the values they got.
+_APPLIED: Dict[str, object] = {}
+
+
+def _set_once(name: str, value: object, setter: Callable[[], None]) -> None:
+    """Apply a process-wide setting once; a later run in the same process keeps the first value."""
+    if name not in _APPLIED:
+        setter()
+        _APPLIED[name] = value
+    elif _APPLIED[name] != value:
+        log.warning("runtime.%s=%s ignored: MindSpore keeps %s for the rest of this process",
+                    name, value, _APPLIED[name])
+
+
+def apply_performance_settings(cfg: RuntimeConfig, device: str) -> None:
+    """Threads, core binding, compile level and graph kernel fusion (benchmarks/vs_pytorch.py
+    measures each on CPU)."""
+    import mindspore as ms
+
+    if cfg.num_threads and device == "CPU":
+        _set_once("num_threads", cfg.num_threads,
+                  lambda: ms.device_context.cpu.op_tuning.threads_num(cfg.num_threads))
+    if cfg.dispatch_threads:
+        _set_once("dispatch_threads", cfg.dispatch_threads,
+                  lambda: ms.runtime.dispatch_threads_num(cfg.dispatch_threads))
+    if cfg.cpu_affinity:
+        _set_once("cpu_affinity", True, lambda: ms.runtime.set_cpu_affinity(True))
+    if cfg.jit_level:
+        if cfg.jit_level == "O2" and device != "Ascend":
+            raise UserError(f"runtime.jit_level=O2 compiles with the GE backend, which needs Ascend (device is "
+                            f"{device}); use O0 or O1")
+        ms.set_context(jit_config={"jit_level": cfg.jit_level})
+    if cfg.graph_kernel:
+        _enable_graph_kernel(cfg, device)
+
+
+def _enable_graph_kernel(cfg: RuntimeConfig, device: str) -> None:
+    """Graph kernel fusion at the level ``enable_graph_kernel=True`` means (opt_level 2). That
+    context key is deprecated and jit_level O1 does not fuse on CPU, so set the flags MindSpore
+    reads at each compile; an ``opt_level`` the user already exported wins."""
+    if cfg.mode != "graph":
+        raise UserError("runtime.graph_kernel=true needs runtime.mode=graph")
+    if device == "CPU" and importlib.util.find_spec("decorator") is None:
+        raise UserError("runtime.graph_kernel=true on CPU compiles kernels with AKG, which needs the `decorator` "
+                        "package: pip install decorator (or set runtime.graph_kernel=false)")
+    flags = os.environ.get("MS_DEV_GRAPH_KERNEL_FLAGS", "")
+    if "opt_level" not in flags:
+        os.environ["MS_DEV_GRAPH_KERNEL_FLAGS"] = f"{flags} --opt_level=2".strip()
 
 
 def enable_compile_cache(info: RuntimeInfo, cfg: RuntimeConfig, fingerprint: str) -> Optional[str]:

@@ -1,0 +1,84 @@
+"""Data-parallel scaling on CPU: 1 worker versus 2 workers launched by msrun, one thread each.
+
+Weak scaling: every worker keeps batch 32 (ResNet-18 CIFAR stem, synthetic 32x32 data), so
+2 workers process a global batch of 64. Each run is ``msrun ... python -m ms_suite train ...
+--set parallel.mode=data_parallel runtime.num_threads=1 data.num_workers=1``; throughput is the
+rank-0 summary.json's ``samples_per_s`` (all ranks, first step excluded). Runs alternate 1 2 1 2.
+Efficiency = samples/s with 2 workers / (2 x samples/s with 1 worker).
+
+    .venv/bin/python benchmarks/dp_scaling.py [--steps 30] [--rounds 3] [--quick]
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+
+from common import QUICK_RESNET, ROOT, LoadWatch, alternate, finish, median, parse_args, target
+
+RECIPE = "configs/resnet/resnet18_cifar10.yaml"
+BATCH = 32
+TARGET = 0.90
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--steps", type=int, default=30, help="optimizer steps per worker per run")
+    parser.add_argument("--rounds", type=int, default=3, help="1-worker / 2-worker pairs")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def msrun_train(workers: int, steps: int, workdir: str, quick: bool) -> float:
+    """One msrun launch; the global samples/s from rank 0's summary.json."""
+    out = tempfile.mkdtemp(dir=workdir)
+    overrides = ["parallel.mode=data_parallel", "runtime.num_threads=1", "data.num_workers=1",
+                 "data.name=synthetic", "data.image_size=32", "data.num_classes=10",
+                 f"data.synthetic_samples={steps * BATCH * workers}", f"train.batch_size={BATCH}",
+                 "train.epochs=1", "eval.batch_size=64", *(QUICK_RESNET if quick else [])]
+    cmd = [os.path.join(VENV_BIN, "msrun"), f"--worker_num={workers}", f"--local_worker_num={workers}",
+           f"--master_port={free_port()}", f"--log_dir={os.path.join(out, 'msrun_logs')}", "--join=True",
+           "python", "-m", "ms_suite", "train", "-c", RECIPE, "--output-dir", out, "--set", *overrides]
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MS_SUITE_CACHE": os.path.join(workdir, "cache")}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    summary = os.path.join(out, "summary.json")
+    if proc.returncode != 0 or not os.path.isfile(summary):
+        logs = os.path.join(out, "msrun_logs")
+        tails = "".join(open(os.path.join(logs, f)).read()[-1500:] for f in sorted(os.listdir(logs))
+                        if f.endswith(".log")) if os.path.isdir(logs) else ""
+        raise RuntimeError(f"msrun with {workers} worker(s) failed ({proc.returncode}):\n{proc.stderr[-1500:]}{tails}")
+    with open(summary) as fh:
+        return json.load(fh)["samples_per_s"]
+
+
+def main() -> None:
+    args = parse_args(__doc__, add_arguments)
+    if shutil.which("msrun", path=VENV_BIN) is None:
+        raise SystemExit(f"dp_scaling.py: msrun not found in {VENV_BIN}; install mindspore into .venv")
+    steps, rounds = (3, 1) if args.quick else (args.steps, args.rounds)
+    load = LoadWatch(args.wait_quiet)
+    with tempfile.TemporaryDirectory() as workdir:
+        found = alternate({"1 worker": lambda: msrun_train(1, steps, workdir, args.quick),
+                           "2 workers": lambda: msrun_train(2, steps, workdir, args.quick)}, rounds, load)
+    one, two = median(found["1 worker"]), median(found["2 workers"])
+    efficiency = two / (2 * one)
+    rows = [[name, BATCH * (1 if name == "1 worker" else 2), " ".join(f"{v:.2f}" for v in values),
+             f"{median(values):.2f}"] for name, values in found.items()]
+    finish(f"Data-parallel weak scaling on CPU: ResNet-18 CIFAR, batch {BATCH} per worker, 1 thread each",
+           ["launch", "global batch", "samples/s per run", "median"], rows,
+           {"benchmark": "dp_scaling", "quick": args.quick, "one_worker_samples_per_s": round(one, 3),
+            "two_workers_samples_per_s": round(two, 3),
+            "runs": {k: [round(v, 3) for v in values] for k, values in found.items()}, **target(efficiency, TARGET, "efficiency")},
+           load, [f"efficiency = {two:.2f} / (2 x {one:.2f}) = {efficiency:.3f} (target >= {TARGET})"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""``prepare-data``: turn raw inputs into training-ready files (``prepare-data bert``: text -> MindRecord)."""
+from __future__ import annotations
+
+import argparse
+
+from ms_suite.cli.table import format_mapping
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    prep = sub.add_parser("prepare-data", help="turn raw inputs into training-ready files")
+    kinds = prep.add_subparsers(dest="kind", metavar="KIND", required=True)
+    bert = kinds.add_parser("bert", help="raw text -> BERT pretraining MindRecord shards (masked LM + next sentence)",
+                            description="Documents are separated by blank lines; sentences by line breaks and "
+                                        "sentence-ending punctuation.")
+    bert.add_argument("--input", nargs="+", required=True, help="UTF-8 text file(s)")
+    bert.add_argument("--vocab", required=True, help="WordPiece vocab.txt (or a Hugging Face folder holding one)")
+    bert.add_argument("--output", required=True, help="folder for train.mindrecord*, eval.mindrecord*, bert_data.json")
+    bert.add_argument("--seq-len", type=int, default=128, help="tokens per example with [CLS]/[SEP] (default 128)")
+    bert.add_argument("--max-predictions", type=int, help="masked tokens per example (default ceil(seq_len x p))")
+    bert.add_argument("--mlm-probability", type=float, default=0.15, help="share of tokens masked (default 0.15)")
+    bert.add_argument("--dupe-factor", type=int, default=1, help="maskings of the training text (default 1)")
+    bert.add_argument("--short-seq-prob", type=float, default=0.1,
+                      help="share of examples with a random shorter length (default 0.1)")
+    bert.add_argument("--eval-fraction", type=float, default=0.05, help="share of documents held out (default 0.05)")
+    bert.add_argument("--num-shards", type=int, default=1, help="MindRecord files per split (default 1)")
+    bert.add_argument("--seed", type=int, default=12345, help="random seed (default 12345)")
+    case = bert.add_mutually_exclusive_group()
+    case.add_argument("--lower-case", dest="lower_case", action="store_true", default=None,
+                      help="lower-case and strip accents (default: the vocab folder's tokenizer_config.json, else on)")
+    case.add_argument("--no-lower-case", dest="lower_case", action="store_false", help="keep case and accents")
+    bert.set_defaults(func=cmd_prepare_bert)
+
+
+def cmd_prepare_bert(args: argparse.Namespace) -> int:
+    from ms_suite.data.bert_pretraining import PretrainingOptions, create_pretraining_data
+    from ms_suite.data.text import WordPieceTokenizer
+
+    opts = PretrainingOptions(seq_len=args.seq_len, max_predictions=args.max_predictions,
+                              mlm_probability=args.mlm_probability, short_seq_prob=args.short_seq_prob,
+                              dupe_factor=args.dupe_factor, eval_fraction=args.eval_fraction,
+                              num_shards=args.num_shards, seed=args.seed)
+    tokenizer = WordPieceTokenizer(args.vocab, args.lower_case)
+    meta = create_pretraining_data(args.input, tokenizer, args.output, opts)
+    print(format_mapping([("output", args.output), ("documents", meta["documents"]),
+                          ("train examples", meta["examples"].get("train", 0)),
+                          ("eval examples", meta["examples"].get("eval", 0)),
+                          ("seq_len / max predictions", f"{opts.seq_len} / {opts.predictions}"),
+                          ("vocab", f"{meta['vocab_file']} ({meta['vocab_size']} tokens, lower_case "
+                                    f"{meta['lower_case']})")]))
+    print(f"train with: ms-suite train -c configs/bert/bert_base_pretrain.yaml --set data.path={args.output}")
+    return 0

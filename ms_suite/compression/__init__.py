@@ -1,0 +1,11 @@
+"""Model compression through Golden Stick (SimQAT, SLB, SCOP, UniPruner) and knowledge distillation.
+
+``compress(cfg, output_dir)`` measures the trained float model, applies ``cfg.compression``,
+fine-tunes with the suite's trainer, converts, exports a MINDIR and writes a before/after report.
+Importing the algorithm modules registers them in ``ALGORITHMS``.
+"""
+from ms_suite.compression import distillation, pruning, quantization  # noqa: F401  (registration)
+from ms_suite.compression.base import ALGORITHMS, Algorithm, build_algorithm
+from ms_suite.compression.pipeline import REPORT_NAME, compress, use_pretrained
+
+__all__ = ["ALGORITHMS", "Algorithm", "REPORT_NAME", "build_algorithm", "compress", "use_pretrained"]

@@ -1,0 +1,130 @@
+"""What every compression algorithm provides, the registry, and the glue to the suite's trainer."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type
+
+from mindspore import nn
+from mindspore.train.callback import RunContext
+
+from ms_suite.config import Config
+from ms_suite.engine.callbacks import Callback, TrainState
+from ms_suite.engine.trainer import LossHook, ModelHook, Trainer
+from ms_suite.errors import UserError
+from ms_suite.models import model_info
+
+DEVICES = ("Ascend", "GPU", "CPU")
+
+
+@dataclasses.dataclass
+class TrainContext:
+    """What an algorithm needs to train: the recipe, where to write, extra callbacks, the device."""
+
+    cfg: Config
+    output_dir: str
+    callbacks: Sequence[Callback]
+    device: str
+    data_info: object  # ms_suite.data.DatasetInfo
+    task: object  # ms_suite.engine.tasks.Task
+
+    def fit(self, cfg: Optional[Config] = None, output_dir: Optional[str] = None,
+            callbacks: Sequence[Callback] = (), model_hook: Optional[ModelHook] = None,
+            loss_hook: Optional[LossHook] = None) -> nn.Cell:
+        """Train with the suite's trainer (one stage); returns the trained network."""
+        trainer = Trainer(cfg or self.cfg, output_dir or self.output_dir, callbacks=[*callbacks, *self.callbacks],
+                          model_hook=model_hook, loss_hook=loss_hook)
+        trainer.fit()
+        return trainer.net
+
+
+class Algorithm:
+    """One compression recipe. Subclasses override what differs; the pipeline calls, in order:
+    ``check`` (before any work), ``reference`` (the float model to compare against), ``train``,
+    ``convert`` (the inference form to export) and ``layers`` (per-layer report rows)."""
+
+    name = ""
+    devices = DEVICES
+    families: Optional[Sequence[str]] = None  # model families the algorithm knows how to rewrite
+    needs_pretrained = True  # compresses the recipe's trained model (the distillation student starts fresh)
+    notes: Tuple[str, ...] = ()  # sentences the report carries
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.settings = getattr(cfg.compression, self.name)
+
+    def check(self, device: str) -> None:
+        """Refuse unsupported devices, models and settings with one clear line (UserError)."""
+        if device not in self.devices:
+            raise UserError(f"compression.algorithm={self.name} does not run on {device}; "
+                            f"it runs on {', '.join(self.devices)} (set runtime.device)")
+        family = model_info(self.cfg.model.name).family
+        if self.families is not None and family not in self.families:
+            raise UserError(f"compression.algorithm={self.name} supports {', '.join(self.families)} models; "
+                            f"model.name={self.cfg.model.name} is a {family} model")
+        if self.needs_pretrained and not self.cfg.model.pretrained:
+            raise UserError(f"compression.algorithm={self.name} compresses a trained float model: "
+                            "pass --pretrained CKPT (or set model.pretrained)")
+
+    def reference(self, ctx: TrainContext) -> nn.Cell:
+        """The trained float model the compressed one is compared with (the recipe's model)."""
+        net, _ = ctx.task.build_model(self.cfg, ctx.data_info)
+        return net
+
+    def train(self, ctx: TrainContext) -> nn.Cell:
+        """Apply the algorithm, fine-tune, and return the network in its evaluable form."""
+        raise NotImplementedError
+
+    def convert(self, net: nn.Cell) -> nn.Cell:
+        """The inference form to export (default: the trained network itself)."""
+        return net
+
+    def layers(self, before: nn.Cell, after: nn.Cell) -> List[Dict[str, object]]:
+        """Per-layer rows for the report (bit-widths or kept channels)."""
+        return []
+
+
+ALGORITHMS: Dict[str, Type[Algorithm]] = {}
+
+
+def register(cls: Type[Algorithm]) -> Type[Algorithm]:
+    ALGORITHMS[cls.name] = cls
+    return cls
+
+
+def build_algorithm(cfg: Config) -> Algorithm:
+    name = cfg.compression.algorithm
+    if name is None:
+        raise UserError(f"the recipe sets no compression.algorithm; choose one of {', '.join(sorted(ALGORITHMS))} "
+                        "(e.g. --set compression.algorithm=simqat)")
+    return ALGORITHMS[name](cfg)
+
+
+class _CallbackParams(dict):
+    """``RunContext.original_args()``: a dict read through attributes, as MindSpore's own."""
+
+    __getattr__ = dict.__getitem__
+
+
+class GoldenStickCallbacks(Callback):
+    """Drive Golden Stick's MindSpore callbacks (``epoch_begin``/``epoch_end``) from the suite's
+    trainer. ``make(trainer)`` builds them once the trainer has built (and compressed) the network.
+    Epoch numbers are 1-based, as in ``mindspore.train.Model``."""
+
+    def __init__(self, make: Callable[[Trainer], list]):
+        self.make = make
+        self.callbacks: list = []
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self.callbacks = self.make(state.trainer)
+        self._call("epoch_begin", state, state.epoch + 1)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        self._call("epoch_end", state, state.epoch)  # the trainer has already counted the epoch
+        if state.epoch < state.epochs:
+            self._call("epoch_begin", state, state.epoch + 1)
+
+    def _call(self, hook: str, state: TrainState, epoch: int) -> None:
+        params = _CallbackParams(cur_epoch_num=epoch, epoch_num=state.epochs, cur_step_num=state.step,
+                                 network=state.trainer.net, train_network=state.trainer.step)
+        for callback in self.callbacks:
+            getattr(callback, hook)(RunContext(params))

@@ -1,0 +1,282 @@
+"""Every adaptation the suite makes to Golden Stick 1.3.0 on MindSpore 2.7.2, in one place.
+
+Each block says why it exists and what showed it is needed. Where an adaptation replaces a
+device kernel, the replacement runs on every device so CPU and GPU/Ascend runs share one code path.
+
+CPU gaps handled elsewhere, listed here so this file stays the index:
+
+* ``FakeQuantParam`` (what ``SimQAT.convert``/``SLB.convert`` insert) has no CPU kernel, so the
+  compressed network is evaluated in its fake-quant form, before ``convert``
+  (``pipeline.compress``); the report says so.
+* SLB's activation quantizer uses ``MinMaxUpdatePerLayer`` (no CPU kernel):
+  ``compression.slb.enable_act_quant`` is refused on CPU up front (``quantization.SLB.check``).
+* SCOP's physical-prune step (``PrunerFtCompressAlgo._pruning_conv``) is private and written for
+  Bottleneck blocks whose caller fills in ``in_index``; on the zoo's ResNet-18 it fails with "The
+  'MaskedConv2dbn' object has no attribute 'in_index'". The suite removes channels itself
+  (``pruning.remove_block_channels``).
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import sys
+from typing import Iterator, Tuple
+
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common.dtype import QuantDtype
+from mindspore_gs.quantization.fake_quantizer import LinearFakeQuantizer
+from mindspore_gs.quantization.layer_policy import PerChannelArgs
+from mindspore_gs.quantization.quant_utils import get_quant_dtype_num_bits
+from mindspore_gs.quantization.simulated_quantization import SimulatedQuantizationAwareTraining
+from mindspore_gs.quantization.simulated_quantization.simulated_quantization_layer_policy import (
+    ActLayerPolicy, ConvBnLayerPolicy, ConvLayerPolicy, DenseLayerPolicy)
+from mindspore_gs.quantization.simulated_quantization.simulated_quantization_net_policy import SimulatedNetPolicy
+
+
+# ------------------------------------------------------------------ mindspore.rewrite (SimQAT, SLB apply)
+
+@contextlib.contextmanager
+def rewrite_workspace(net: nn.Cell, directory: str) -> Iterator[None]:
+    """Let ``mindspore.rewrite`` (used by every QAT ``apply``) rebuild ``net`` cleanly.
+
+    Why: rewrite writes the rebuilt network's source to ``./rewritten_network/`` and imports the
+    original classes from it. When a class's package root is not on ``sys.path`` (an editable
+    install puts none there), it falls back to ``sys.path.insert(0, '<pkg dir>')`` plus
+    ``from resnet import BasicBlock``, importing ``model_zoo/resnet.py`` a second time under another
+    name; the registry then fails with "model 'resnet18' is registered twice". Putting each
+    package root on ``sys.path`` makes rewrite import ``model_zoo.resnet`` itself. The sources go to
+    ``directory`` (the run directory) instead of the caller's working directory, and ``sys.path``
+    is restored afterwards (the generated modules insert entries of their own).
+    """
+    saved_path, saved_cwd = list(sys.path), os.getcwd()
+    sys.path.extend(root for root in _package_roots(net) if root not in sys.path)
+    os.makedirs(directory, exist_ok=True)
+    os.chdir(directory)
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        sys.path[:] = saved_path
+
+
+def _package_roots(net: nn.Cell) -> set:
+    """Folders from which each cell class's module imports under its own dotted name."""
+    roots = set()
+    for _, cell in net.cells_and_names():
+        module = inspect.getmodule(type(cell))
+        path = getattr(module, "__file__", None)
+        if not path or module.__name__ == "__main__":
+            continue
+        depth = module.__name__.count(".") + (2 if os.path.basename(path) == "__init__.py" else 1)
+        root = os.path.abspath(path)
+        for _ in range(depth):
+            root = os.path.dirname(root)
+        roots.add(root)
+    return roots
+
+
+# ------------------------------------------------------------------ SimQAT fake quantizer
+
+class MinMaxFakeQuantizer(LinearFakeQuantizer):
+    """Linear fake quantizer built from standard ops: min/max observer, round and clamp, and a
+    straight-through gradient. Plugged into SimQAT through its layer policies (below).
+
+    Why: SimQAT's quantizers call ``MinMaxUpdatePerLayer``/``MinMaxUpdatePerChannel`` and
+    ``FakeQuantPerLayer``/``FakeQuantPerChannel``, which have no CPU kernel ("Unsupported op
+    [MinMaxUpdatePerLayer] on CPU"). This class reproduces the GPU kernels' arithmetic for SimQAT's
+    settings (no EMA: the range is the last training batch's, widened to include 0; nudged zero
+    point; gradient 1 inside the range and 0 outside) and keeps Golden Stick's interface
+    (``mins``/``maxs``/``num_bits``...), so ``convert`` still emits ``FakeQuantParam`` nodes.
+    """
+
+    def __init__(self, num_bits: int = 8, symmetric: bool = False, narrow_range: bool = False,
+                 num_channels: int = 0):
+        super().__init__()
+        self._num_bits, self._symmetric, self._narrow_range = num_bits, symmetric, narrow_range
+        self._per_channel = num_channels > 0  # channels on axis 0, as SimQAT's Conv2d/Dense cells ask
+        shape = (num_channels if self._per_channel else 1,)
+        self._float_min = Parameter(Tensor(np.full(shape, -6.0, np.float32)), name="float_min", requires_grad=False)
+        self._float_max = Parameter(Tensor(np.full(shape, 6.0, np.float32)), name="float_max", requires_grad=False)
+        # The GPU kernels work in the unsigned domain [quant_min, quant_max] with a zero point.
+        self._quant_min = 1.0 if narrow_range else 0.0
+        self._quant_max = float(2 ** num_bits - 1)
+
+    def construct(self, x):
+        if self.training:
+            low, high = self._observe(x)
+            low = ops.depend(low, ops.assign(self._float_min, low))
+            high = ops.depend(high, ops.assign(self._float_max, high))
+        else:
+            low, high = self._float_min, self._float_max
+        return self._fake_quant(x, ops.stop_gradient(low), ops.stop_gradient(high))
+
+    def _observe(self, x) -> Tuple[Tensor, Tensor]:
+        flat = x.reshape(x.shape[0], -1) if self._per_channel else x.reshape(1, -1)
+        return ops.minimum(flat.min(axis=1), 0.0), ops.maximum(flat.max(axis=1), 0.0)
+
+    def _fake_quant(self, x, low, high):
+        if self._symmetric:
+            high = ops.maximum(-low, high)
+            low = -high
+        scale = ops.maximum((high - low) / (self._quant_max - self._quant_min), 1e-12)
+        zero_point = ops.clamp(ops.round(self._quant_min - low / scale), self._quant_min, self._quant_max)
+        shape = (-1,) + (1,) * (x.ndim - 1) if self._per_channel else (1,) * x.ndim
+        scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
+        clipped = ops.clamp(x, (self._quant_min - zero_point) * scale, (self._quant_max - zero_point) * scale)
+        # The nudged minimum is a whole number of steps, so rounding x / scale lands on the same grid.
+        quantized = ops.round(clipped / scale) * scale
+        return clipped + ops.stop_gradient(quantized - clipped)
+
+    def mins(self) -> list:
+        return self._float_min.asnumpy().tolist()
+
+    def maxs(self) -> list:
+        return self._float_max.asnumpy().tolist()
+
+    def num_bits(self) -> int:
+        return self._num_bits
+
+    def narrow_range(self) -> bool:
+        return self._narrow_range
+
+    def symmetric(self) -> bool:
+        return self._symmetric
+
+    def quant_dtype(self) -> QuantDtype:
+        return QuantDtype.INT8
+
+    def is_per_channel(self) -> bool:
+        return self._per_channel
+
+    def channel_axis(self) -> int:
+        return 0 if self._per_channel else -1
+
+    def extend_repr(self) -> str:
+        return (f"bit_num={self._num_bits}, symmetric={self._symmetric}, narrow_range={self._narrow_range}, "
+                f"per_channel={self._per_channel}")
+
+
+class _MinMaxQuantizers:
+    """Layer-policy mixin: SimQAT's policies, handing out :class:`MinMaxFakeQuantizer`."""
+
+    def get_weight_quantizer(self, weight_name="", perchannel_args: PerChannelArgs = PerChannelArgs(), **kwargs):
+        cfg = self._config
+        channels = perchannel_args.num_channels if cfg.weight_per_channel else 0
+        return MinMaxFakeQuantizer(get_quant_dtype_num_bits(cfg.weight_quant_dtype), cfg.weight_symmetric,
+                                   cfg.weight_narrow_range, num_channels=channels)
+
+    def _get_input_quantizer(self, input_index=-1, perchannel_args: PerChannelArgs = PerChannelArgs(), **kwargs):
+        return self._activation_quantizer()
+
+    def _get_output_quantizer(self, perchannel_args: PerChannelArgs = PerChannelArgs(), **kwargs):
+        return self._activation_quantizer()
+
+    def _activation_quantizer(self) -> MinMaxFakeQuantizer:
+        cfg = self._config
+        return MinMaxFakeQuantizer(get_quant_dtype_num_bits(cfg.act_quant_dtype), cfg.act_symmetric,
+                                   cfg.act_narrow_range)
+
+
+class MinMaxConvPolicy(_MinMaxQuantizers, ConvLayerPolicy):
+    """SimQAT's Conv2d policy with CPU-runnable quantizers."""
+
+
+class MinMaxConvBnPolicy(_MinMaxQuantizers, ConvBnLayerPolicy):
+    """SimQAT's fused Conv2d+BN policy with CPU-runnable quantizers."""
+
+
+class MinMaxDensePolicy(_MinMaxQuantizers, DenseLayerPolicy):
+    """SimQAT's Dense policy with CPU-runnable quantizers."""
+
+
+class MinMaxActPolicy(_MinMaxQuantizers, ActLayerPolicy):
+    """SimQAT's activation policy with CPU-runnable quantizers."""
+
+
+_MINMAX_POLICIES = {ConvLayerPolicy: MinMaxConvPolicy, ConvBnLayerPolicy: MinMaxConvBnPolicy,
+                    DenseLayerPolicy: MinMaxDensePolicy, ActLayerPolicy: MinMaxActPolicy}
+
+
+class MinMaxNetPolicy(SimulatedNetPolicy):
+    """SimQAT's network policy (same layers, same fusion rules) with the CPU-runnable layer policies."""
+
+    def build(self):
+        if self._build:
+            return
+        super().build()
+        for layer_type, policy in self._layer_policy_map.items():
+            self._layer_policy_map[layer_type] = _MINMAX_POLICIES[type(policy)]([], [], self._config)
+
+
+class MinMaxSimQAT(SimulatedQuantizationAwareTraining):
+    """SimQAT whose fake quantizers run on CPU; ``apply``/``convert`` are Golden Stick's own.
+
+    Plugged in the way Golden Stick's LSQ plugs its quantizers into SimQAT: ``_init_net_policy``.
+    """
+
+    def _init_net_policy(self, config):
+        return MinMaxNetPolicy(config)
+
+
+# ------------------------------------------------------------------ SCOP knockoff data
+
+class KnockoffBatch(nn.Cell):
+    """SCOP's knockoff step inside the training graph: append a shuffled copy of the batch (and
+    its labels) so ``KfConv2d`` can mix real and knockoff features.
+
+    Why: Golden Stick's ``KfCallback`` builds the copy in ``step_begin`` with ``ops.Randperm``,
+    which has no CPU kernel ("Unsupported op [Randperm] on CPU"); the suite's trainer also has no
+    per-batch data hook. The permutation here is the argsort of uniform noise, which every
+    backend runs.
+    """
+
+    def __init__(self, net_with_loss: nn.Cell):
+        super().__init__(auto_prefix=False)
+        self.net_with_loss = net_with_loss
+        self.uniform = ops.UniformReal()
+
+    def construct(self, images, labels):
+        order = ops.sort(self.uniform((images.shape[0],)))[1]
+        return self.net_with_loss(ops.concat((images, images[order])), ops.concat((labels, labels[order])))
+
+
+# ------------------------------------------------------------------ UniPruner
+
+MASKED_PREFIX = "masked_"
+
+
+def unmask_parameter_names(net: nn.Cell) -> nn.Cell:
+    """Undo UniPruner's renaming of the weights it wraps (``conv1.weight`` -> ``masked_conv1.weight``).
+
+    Why: ``UniPruner.apply`` compiles the network for its graph analysis (phase ``export.mindir``)
+    and only then renames the weights. MindSpore reuses that compiled graph when the same cell is
+    exported with the same input shape, so Golden Stick's own export after the last epoch
+    (``UniPrunerCallback``) refuses the network: "There's a mindspore.Parameter that wasn't
+    created in nn.Cell ... The parameter name is: conv1.weight". With the names restored, graph and
+    parameters agree again, and checkpoints and MINDIRs carry the model's own names.
+    """
+    for param in net.get_parameters():
+        if param.name.startswith(MASKED_PREFIX):
+            param.name = param.name[len(MASKED_PREFIX):]
+    return net
+
+
+def refresh_pruned(net: nn.Cell) -> nn.Cell:
+    """Give a network whose parameters Golden Stick's ``prune_net`` reshaped in place fresh
+    parameter objects and no compiled graphs, so MindSpore sees the new shapes.
+
+    Why: ``prune_net`` shrinks weights with ``Parameter.assign_value``. MindSpore 2.7 keys a cell's
+    compiled graphs by the cell and its input shapes only, so evaluating or exporting the pruned
+    network would reuse graphs compiled for the unpruned shapes; and PyNative remembers the shape
+    of a parameter it has already run (``set_data`` does not reset it): the FLOP count of the
+    pruned network failed with "For 'Conv2D', 'w_shape[0]' must be equal to 'out_channel', but
+    got 'w_shape[0]': 16, 'out_channel': 8".
+    """
+    for _, cell in net.cells_and_names():
+        for name, param in list(cell.parameters_and_names(expand=False)):
+            cell.insert_param_to_cell(name, Parameter(Tensor(param.asnumpy()), name=param.name,
+                                                      requires_grad=param.requires_grad))
+    net.compile_cache.clear()
+    return net

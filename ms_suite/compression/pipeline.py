@@ -1,0 +1,104 @@
+"""``compress``: measure the float model, compress and fine-tune, convert, export, report."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import logging
+import os
+from typing import Any, Dict, Iterator, Sequence
+
+from mindspore import nn
+
+from ms_suite.compression.base import TrainContext, build_algorithm
+from ms_suite.compression.report import build_report, measure, write_report
+from ms_suite.config import Config
+from ms_suite.data import build_dataset, dataset_info
+from ms_suite.engine.callbacks import Callback
+from ms_suite.engine.rundir import RunDir, log_to_file
+from ms_suite.engine.tasks import get_task
+from ms_suite.errors import UserError
+from ms_suite.models import model_info
+from ms_suite.models.flops import count_flops
+from ms_suite.runtime import init_runtime
+
+log = logging.getLogger("ms_suite")
+
+REPORT_NAME = "compression_report.json"
+LOG_NAME = "compress.log"  # the whole run; each training stage also writes its train.log
+
+
+def compress(cfg: Config, output_dir: str, callbacks: Sequence[Callback] = ()) -> Dict[str, Any]:
+    """Run ``cfg.compression`` on ``cfg``'s model into ``output_dir``; returns the report.
+
+    Writes ``reference.mindir`` (the float model), ``compressed.mindir``, the fine-tuning run
+    (train.log, checkpoints/, summary.json), ``compress.log`` and ``compression_report.json``.
+    """
+    algorithm = build_algorithm(cfg)
+    if cfg.parallel.mode != "standalone":
+        raise UserError(f"ms-suite compress runs standalone; parallel.mode={cfg.parallel.mode} is not supported")
+    runtime = init_runtime(cfg.runtime, cfg.train.seed)
+    algorithm.check(runtime.device)
+    cfg = _without_compile_cache(cfg)
+    algorithm.cfg = cfg
+    run = RunDir(output_dir)
+    with _compile_cache_disabled(), log_to_file(os.path.join(run.path, LOG_NAME)):
+        info = dataset_info(cfg.data)
+        ctx = TrainContext(cfg, run.path, callbacks, runtime.device, info, get_task(model_info(cfg.model.name).task))
+        inputs = ctx.task.example_inputs(cfg, info, cfg.export.batch_size)
+        log.info("compress %s: evaluating and exporting the float reference model", algorithm.name)
+        reference = algorithm.reference(ctx)
+        before = measure(_evaluate(ctx, reference), count_flops(reference, info.input_shape), reference, inputs,
+                         os.path.join(run.path, "reference.mindir"))
+        net = algorithm.train(ctx)
+        log.info("compress %s: evaluating, converting and exporting the compressed model", algorithm.name)
+        metrics, flops = _evaluate(ctx, net), count_flops(net, info.input_shape)
+        layers = algorithm.layers(reference, net)
+        after = measure(metrics, flops, algorithm.convert(net), inputs, os.path.join(run.path, "compressed.mindir"),
+                        layers)
+    header = {"algorithm": algorithm.name, "settings": dataclasses.asdict(algorithm.settings),
+              "model": cfg.model.name, "dataset": cfg.data.name, "device": runtime.device,
+              "pretrained": cfg.model.pretrained, "run_dir": run.path}
+    report = build_report(header, before, after, layers, algorithm.notes, cfg.checkpoint.monitor)
+    write_report(report, os.path.join(run.path, REPORT_NAME))
+    return report
+
+
+def use_pretrained(cfg: Config, path: str) -> None:
+    """Point ``cfg`` at the trained float model to compress: ``model.pretrained``, or for
+    distillation (where that model is the teacher) ``compression.distill.teacher_checkpoint``."""
+    if not os.path.isfile(path):
+        raise UserError(f"--pretrained {path}: no such checkpoint")
+    if cfg.compression.algorithm == "distill":
+        cfg.compression.distill.teacher_checkpoint = path
+    else:
+        cfg.model.pretrained = path
+
+
+def _evaluate(ctx: TrainContext, net: nn.Cell) -> Dict[str, float]:
+    cfg = ctx.cfg
+    batch = cfg.eval.batch_size or cfg.train.batch_size
+    dataset = build_dataset(cfg.data, "eval", batch, seed=cfg.train.seed,
+                            num_classes=cfg.model.num_classes or ctx.data_info.num_classes)
+    return ctx.task.evaluate(net, dataset, batch)
+
+
+def _without_compile_cache(cfg: Config) -> Config:
+    cfg = copy.deepcopy(cfg)
+    cfg.runtime.compile_cache = False
+    return cfg
+
+
+_CACHE_ENV = ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")
+
+
+@contextlib.contextmanager
+def _compile_cache_disabled() -> Iterator[None]:
+    """No compile cache while compressing: a compressed network's shapes come from learned masks and
+    rewritten classes that the recipe's cache key does not capture, so a cached graph could be
+    reused with the wrong shapes. Also clears a cache an earlier run in this process switched on."""
+    saved = {key: os.environ.pop(key) for key in _CACHE_ENV if key in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)

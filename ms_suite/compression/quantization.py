@@ -1,0 +1,157 @@
+"""Quantization-aware training through Golden Stick: SimQAT (INT8) and SLB (1/2/4-bit weights)."""
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+from mindspore import nn
+from mindspore.common.dtype import QuantDtype
+from mindspore.train import Model
+from mindspore_gs.quantization import SimulatedQuantizationAwareTraining, SlbQuantAwareTraining
+from mindspore_gs.quantization.quant_cell import QuantCell
+
+from ms_suite.compression.base import Algorithm, GoldenStickCallbacks, TrainContext, register
+from ms_suite.compression.compat import MinMaxSimQAT, rewrite_workspace
+from ms_suite.data import build_dataset
+from ms_suite.errors import UserError
+from ms_suite.models.flops import FLOP_COUNTERS
+
+FLOAT_BITS = 32
+QAT_ON_ASCEND = ("Golden Stick 1.3.0 supports its quantization-aware training on GPU only and marks it "
+                 "unsupported on Ascend (the suite adds CPU)")
+
+
+def _quant_cell_flops(cell: QuantCell, inputs: tuple, output) -> int:
+    """A quant cell computes what its wrapped float cell computes (at lower precision)."""
+    handler = cell.handler()
+    counter = next((FLOP_COUNTERS[cls] for cls in type(handler).__mro__
+                    if cls in FLOP_COUNTERS and cls is not QuantCell), None)
+    return counter(handler, inputs, output) if counter else 0
+
+
+FLOP_COUNTERS[QuantCell] = _quant_cell_flops
+
+
+class _QuantizationAwareTraining(Algorithm):
+    """Shared by SimQAT and SLB: rewrite with Golden Stick's ``apply``, fine-tune, ``convert``."""
+
+    devices = ("GPU", "CPU")
+    activation_bits = 8
+
+    def check(self, device: str) -> None:
+        if device == "Ascend":
+            raise UserError(f"compression.algorithm={self.name} cannot run on Ascend: {QAT_ON_ASCEND}; "
+                            "set runtime.device=GPU or CPU")
+        super().check(device)
+
+    def golden_stick(self, device: str):
+        """The configured Golden Stick algorithm object for ``device``."""
+        raise NotImplementedError
+
+    def callbacks(self, ctx: TrainContext) -> list:
+        return []
+
+    def train(self, ctx: TrainContext) -> nn.Cell:
+        self.algo = self.golden_stick(ctx.device)
+
+        def apply(net: nn.Cell) -> nn.Cell:
+            with rewrite_workspace(net, ctx.output_dir):
+                return self.algo.apply(net)
+
+        return ctx.fit(model_hook=apply, callbacks=self.callbacks(ctx))
+
+    def convert(self, net: nn.Cell) -> nn.Cell:
+        return self.algo.convert(net)
+
+    def quantized_layers(self, net: nn.Cell) -> Dict[str, Tuple[int, int]]:
+        """``{layer: (weight bits, activation bits)}`` for every weight layer wrapped in a quant cell."""
+        found = {}
+        for _, cell in net.cells_and_names():
+            handler = cell.handler() if isinstance(cell, QuantCell) else None
+            if isinstance(handler, (nn.Conv2d, nn.Dense)):
+                quantized_act = cell.input_quantizer() is not None or cell.output_quantizer() is not None
+                found[handler.weight.name.rsplit(".", 1)[0]] = (
+                    self.weight_bits, self.activation_bits if quantized_act else FLOAT_BITS)
+        return found
+
+    def layers(self, before: nn.Cell, after: nn.Cell) -> List[Dict[str, object]]:
+        quantized = self.quantized_layers(after)
+        rows = []
+        for name, cell in before.cells_and_names():
+            if isinstance(cell, (nn.Conv2d, nn.Dense)):
+                weight_bits, act_bits = quantized.get(name, (FLOAT_BITS, FLOAT_BITS))
+                rows.append({"layer": name, "weights": int(cell.weight.size), "weight_bits": weight_bits,
+                             "activation_bits": act_bits})
+        return rows
+
+
+@register
+class SimQAT(_QuantizationAwareTraining):
+    """INT8 simulated quantization (Golden Stick's SimQAT); on CPU with a standard-op fake quantizer."""
+
+    name = "simqat"
+    weight_bits = 8
+
+    notes = ("metric 'after' is the fake-quant network, evaluated before convert: the converted network's "
+             "FakeQuantParam nodes carry quantization parameters for deployment and have no CPU kernel",
+             "the MINDIR stores float weights plus INT8 scales; 'weights at bit-width' is the packed size")
+
+    def golden_stick(self, device: str):
+        s = self.settings
+        config = {"per_channel": [False, s.per_channel], "symmetric": [False, s.symmetric],
+                  "narrow_range": [False, s.narrow_range], "enable_fusion": False, "bn_fold": False}
+        # GPU runs Golden Stick's own quantizers; CPU has no kernels for them (see compat.py).
+        algo_cls = SimulatedQuantizationAwareTraining if device == "GPU" else MinMaxSimQAT
+        return algo_cls(config)
+
+
+_SLB_DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
+
+
+@register
+class SLB(_QuantizationAwareTraining):
+    """Searching for Low-Bit weights (Golden Stick's SLB): 1, 2 or 4-bit convolution weights.
+
+    SLB replaces every convolution weight by a learned distribution over the 2^bits levels, so
+    convolutions restart from Golden Stick's initialisation; BatchNorm and the classifier keep
+    the pretrained weights."""
+
+    name = "slb"
+
+    @property
+    def weight_bits(self) -> int:
+        return self.settings.weight_bits
+
+    @property
+    def activation_bits(self) -> int:
+        return 8 if self.settings.enable_act_quant else FLOAT_BITS
+
+    notes = ("metric 'after' is the SLB network in eval mode (the one-hot weights convert exports), "
+             "evaluated before convert: the converted network's FakeQuantParam nodes have no CPU kernel",
+             "the MINDIR stores the selected weight levels as float; 'weights at bit-width' is the packed size")
+
+    def check(self, device: str) -> None:
+        s = self.settings
+        if s.enable_act_quant and device == "CPU":
+            raise UserError("compression.slb.enable_act_quant=true needs GPU: SLB's activation quantizer uses "
+                            "MinMaxUpdatePerLayer, which has no CPU kernel; set it to false on CPU")
+        if s.t_end_time < s.t_start_time:
+            raise UserError(f"compression.slb.t_end_time ({s.t_end_time}) must not be below "
+                            f"compression.slb.t_start_time ({s.t_start_time})")
+        super().check(device)
+
+    def golden_stick(self, device: str):
+        s = self.settings
+        return SlbQuantAwareTraining({
+            "quant_dtype": [QuantDtype.INT8, _SLB_DTYPES[s.weight_bits]], "enable_act_quant": s.enable_act_quant,
+            "enable_bn_calibration": False, "epoch_size": self.cfg.train.epochs, "has_trained_epoch": 0,
+            "t_start_val": s.t_start_val, "t_start_time": s.t_start_time, "t_end_time": s.t_end_time,
+            "t_factor": s.t_factor})
+
+    def callbacks(self, ctx: TrainContext) -> list:
+        """SLB's temperature schedule (Golden Stick's ``TemperatureScheduler``), driven per epoch."""
+        def make(trainer) -> list:
+            dataset = build_dataset(self.cfg.data, "train", self.cfg.train.batch_size, seed=self.cfg.train.seed,
+                                    num_classes=trainer.num_classes)
+            return self.algo.callbacks(Model(trainer.net), dataset)
+
+        return [GoldenStickCallbacks(make)]

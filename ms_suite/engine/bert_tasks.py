@@ -1,0 +1,245 @@
+"""BERT trainer tasks: ``bert-pretraining`` (masked LM + next sentence), ``text-classification``
+and ``token-classification``.
+
+Both build the model from the recipe (an HF directory or checkpoint in ``model.pretrained``, or
+fresh weights whose vocabulary follows the data's ``vocab.txt``), check it against the data
+(sequence length, vocabulary) and lay it out for model/pipeline parallelism when asked.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, Optional, Tuple
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor, nn, ops
+
+from ms_suite.config import Config
+from ms_suite.data.text import IGNORE_LABEL, TextInfo, read_vocab, text_info
+from ms_suite.engine.evaluate import _pad_to
+from ms_suite.engine.loss import CrossEntropy
+from ms_suite.engine.tasks import Task, register_task
+from ms_suite.errors import UserError
+from ms_suite.models import create_model
+from ms_suite.runtime.auto_parallel import (ModelShape, apply_layout, check_device, check_layout,
+                                            check_single_device_build, pipeline_loss, uses_auto_parallel)
+
+
+# --------------------------------------------------------------------------- model checks
+
+
+def _pretrained_vocab(path: Optional[str]) -> Optional[str]:
+    if path and os.path.isdir(path) and os.path.isfile(os.path.join(path, "vocab.txt")):
+        return os.path.join(path, "vocab.txt")
+    return None
+
+
+def check_fits(config, info: TextInfo, cfg: Config) -> None:
+    """The data's sequence length and vocabulary must fit the model (and its checkpoint)."""
+    if info.seq_len > config.max_position_embeddings:
+        raise UserError(f"data.seq_len {info.seq_len} exceeds the model's max_position_embeddings "
+                        f"{config.max_position_embeddings}; lower data.seq_len")
+    if info.vocab_size is not None and info.vocab_size > config.vocab_size:
+        raise UserError(f"vocab mismatch: {info.vocab_file} has {info.vocab_size} tokens but the model's vocab_size "
+                        f"is {config.vocab_size}; use the checkpoint's own vocab.txt")
+    own_vocab = _pretrained_vocab(cfg.model.pretrained)
+    if own_vocab and info.vocab_file and read_vocab(own_vocab) != read_vocab(info.vocab_file):
+        raise UserError(f"vocab mismatch: {info.vocab_file} differs from the checkpoint's {own_vocab}; "
+                        f"set data.vocab to {cfg.model.pretrained}")
+
+
+def _layout(net: nn.Cell, cfg: Config) -> None:
+    from model_zoo.bert import backbone, pipeline_parts, shard_bert
+
+    parallel = cfg.parallel
+    check_device(parallel, ms.get_context("device_target"))
+    config = net.config
+    if uses_auto_parallel(parallel):
+        from mindspore.communication import get_group_size
+
+        shape = ModelShape(config.num_hidden_layers, config.num_attention_heads, config.hidden_size,
+                           config.intermediate_size)
+        check_layout(parallel, get_group_size(), shape, cfg.train.batch_size)
+    first, layers, last = pipeline_parts(net)
+    apply_layout(parallel, layers, first, last, shard=lambda dp, mp: shard_bert(backbone(net), dp, mp))
+
+
+def _zeros(batch_size: int, seq_len: int) -> Tuple[Tensor, ...]:
+    return tuple(Tensor(np.zeros((batch_size, seq_len), np.int32)) for _ in range(3))
+
+
+def _softmax_ce(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-row cross-entropy in float64."""
+    logits = logits.astype(np.float64)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return -np.take_along_axis(log_probs, labels[..., None].astype(np.int64), axis=-1)[..., 0]
+
+
+class _BertTask(Task):
+    def build_model(self, cfg, data_info):
+        check_single_device_build(cfg.parallel)  # eval/export of a semi-auto recipe: merged weights only
+        available = data_info.num_samples.get("train", 0) > 0  # export without the data: no data checks
+        info = text_info(cfg.data) if available else None
+        kwargs = dict(cfg.model.kwargs)
+        if info is not None and info.vocab_size and not _pretrained_vocab(cfg.model.pretrained):
+            kwargs.setdefault("vocab_size", info.vocab_size)  # unless an HF config says otherwise: the data's
+        num_classes = cfg.model.num_classes or data_info.num_classes
+        net = create_model(cfg.model.name, num_classes=num_classes, pretrained=cfg.model.pretrained, **kwargs)
+        if info is not None:
+            check_fits(net.config, info, cfg)
+        _layout(net, cfg)
+        return net, num_classes
+
+    def example_inputs(self, cfg, data_info, batch_size):
+        return _zeros(batch_size, cfg.data.seq_len or data_info.input_shape[0])
+
+
+# --------------------------------------------------------------------------- pretraining
+
+
+class PretrainingLoss(nn.Cell):
+    """Masked-LM cross-entropy averaged over predicted tokens + next-sentence cross-entropy."""
+
+    def __init__(self, net: nn.Cell):
+        super().__init__(auto_prefix=False)
+        self.net = net
+        self.log_softmax = nn.LogSoftmax(axis=-1)
+
+    def construct(self, input_ids, input_mask, segment_ids, next_sentence_labels, masked_lm_positions,
+                  masked_lm_ids, masked_lm_weights):
+        mlm, nsp = self.net(input_ids, input_mask, segment_ids, masked_lm_positions)
+        mlm_nll = -ops.gather_elements(self.log_softmax(mlm), -1, masked_lm_ids.astype(ms.int32).expand_dims(-1))
+        weights = masked_lm_weights.astype(ms.float32)
+        mlm_loss = (mlm_nll.squeeze(-1) * weights).sum() / (weights.sum() + 1e-5)
+        labels = next_sentence_labels.reshape(-1).astype(ms.int32)
+        nsp_nll = -ops.gather_elements(self.log_softmax(nsp), -1, labels.expand_dims(-1))
+        return mlm_loss + nsp_nll.mean()
+
+
+@register_task("bert-pretraining")
+class BertPretrainingTask(_BertTask):
+    """Batches of (input_ids, input_mask, segment_ids, next_sentence_labels, masked_lm_positions,
+    masked_lm_ids, masked_lm_weights); metrics mlm_accuracy, nsp_accuracy (percent) and losses."""
+
+    monitor = "mlm_accuracy"
+
+    def loss_cell(self, net, cfg, num_classes):
+        return pipeline_loss(PretrainingLoss(net), cfg.parallel)
+
+    def evaluate(self, net, dataset, batch_size):
+        was_training = net.training
+        net.set_train(False)
+        sums = dict.fromkeys(("mlm_correct", "mlm_nll", "mlm_count", "nsp_correct", "nsp_nll"), 0.0)
+        count = 0
+        for ids, mask, segments, nsp_labels, positions, mlm_ids, weights in dataset.create_tuple_iterator(
+                num_epochs=1, output_numpy=True):
+            inputs = [Tensor(_pad_to(a, batch_size)) for a in (ids, mask, segments, positions)]
+            mlm, nsp = (x.asnumpy()[: len(ids)] for x in net(*inputs))
+            nsp_labels = nsp_labels.reshape(-1)
+            sums["mlm_correct"] += float(((mlm.argmax(-1) == mlm_ids) * weights).sum())
+            sums["mlm_nll"] += float((_softmax_ce(mlm, mlm_ids) * weights).sum())
+            sums["mlm_count"] += float(weights.sum())
+            sums["nsp_correct"] += float((nsp.argmax(-1) == nsp_labels).sum())
+            sums["nsp_nll"] += float(_softmax_ce(nsp, nsp_labels).sum())
+            count += len(ids)
+        net.set_train(was_training)
+        if count == 0:
+            return {}
+        tokens = max(sums["mlm_count"], 1.0)
+        mlm_loss, nsp_loss = sums["mlm_nll"] / tokens, sums["nsp_nll"] / count
+        return {"mlm_accuracy": 100.0 * sums["mlm_correct"] / tokens, "mlm_loss": mlm_loss,
+                "nsp_accuracy": 100.0 * sums["nsp_correct"] / count, "nsp_loss": nsp_loss,
+                "loss": mlm_loss + nsp_loss, "samples": count}
+
+
+# --------------------------------------------------------------------------- sequence classification
+
+
+class ClassificationLoss(nn.Cell):
+    """Cross-entropy of ``net(input_ids, input_mask, segment_ids)`` against ``label``."""
+
+    def __init__(self, net: nn.Cell, loss: nn.Cell):
+        super().__init__(auto_prefix=False)
+        self.net = net
+        self.loss = loss
+
+    def construct(self, input_ids, input_mask, segment_ids, label):
+        return self.loss(self.net(input_ids, input_mask, segment_ids), label)
+
+
+def classification_scores(predictions: np.ndarray, labels: np.ndarray, num_classes: int) -> Dict[str, float]:
+    """Accuracy and macro-averaged F1, both in percent."""
+    f1s = []
+    for c in range(num_classes):
+        tp = float(((predictions == c) & (labels == c)).sum())
+        predicted, actual = float((predictions == c).sum()), float((labels == c).sum())
+        if actual or predicted:
+            f1s.append(2 * tp / (predicted + actual))
+    return {"accuracy": 100.0 * float((predictions == labels).mean()), "f1": 100.0 * float(np.mean(f1s))}
+
+
+def evaluate_classifier(net: nn.Cell, dataset, batch_size: int, per_token: bool = False) -> Dict[str, float]:
+    """Accuracy, macro F1 and loss over a labelled text dataset; ``per_token`` scores every labelled
+    token (``samples`` then counts tokens)."""
+    was_training = net.training
+    net.set_train(False)
+    logits, labels = [], []
+    for ids, mask, segments, label in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True):
+        out = net(*(Tensor(_pad_to(a, batch_size)) for a in (ids, mask, segments))).asnumpy()[: len(ids)]
+        keep = label != IGNORE_LABEL if per_token else slice(None)
+        logits.append(out[keep])
+        labels.append(label[keep])
+    net.set_train(was_training)
+    if not logits:
+        return {}
+    logits, labels = np.concatenate(logits), np.concatenate(labels)
+    return {**classification_scores(logits.argmax(-1), labels, logits.shape[-1]),
+            "loss": float(_softmax_ce(logits, labels).mean()), "samples": len(labels)}
+
+
+@register_task("text-classification")
+class TextClassificationTask(_BertTask):
+    """Batches of (input_ids, input_mask, segment_ids, label); metrics accuracy, macro F1, loss."""
+
+    monitor = "accuracy"
+
+    def loss_cell(self, net, cfg, num_classes):
+        loss = ClassificationLoss(net, CrossEntropy(num_classes, cfg.train.label_smoothing))
+        return pipeline_loss(loss, cfg.parallel)
+
+    def evaluate(self, net, dataset, batch_size):
+        return evaluate_classifier(net, dataset, batch_size)
+
+
+# --------------------------------------------------------------------------- token classification
+
+
+class TokenClassificationLoss(nn.Cell):
+    """Cross-entropy over the labelled tokens (label IGNORE_LABEL elsewhere)."""
+
+    def __init__(self, net: nn.Cell):
+        super().__init__(auto_prefix=False)
+        self.net = net
+        self.log_softmax = nn.LogSoftmax(axis=-1)
+
+    def construct(self, input_ids, input_mask, segment_ids, label):
+        log_probs = self.log_softmax(self.net(input_ids, input_mask, segment_ids))
+        label = label.astype(ms.int32)
+        weights = (label != IGNORE_LABEL).astype(ms.float32)
+        nll = -ops.gather_elements(log_probs, -1, ops.maximum(label, 0).expand_dims(-1)).squeeze(-1)
+        return (nll * weights).sum() / (weights.sum() + 1e-5)
+
+
+@register_task("token-classification")
+class TokenClassificationTask(_BertTask):
+    """Batches of (input_ids, input_mask, segment_ids, label (B, S) with IGNORE_LABEL where unlabelled);
+    metrics over the labelled tokens: accuracy, macro F1 over tags, loss."""
+
+    monitor = "accuracy"
+
+    def loss_cell(self, net, cfg, num_classes):
+        return pipeline_loss(TokenClassificationLoss(net), cfg.parallel)
+
+    def evaluate(self, net, dataset, batch_size):
+        return evaluate_classifier(net, dataset, batch_size, per_token=True)

@@ -1,0 +1,35 @@
+"""Shared fixtures: a tiny digits recipe and helpers to run the CLI as a user would."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A small, fast variant of the quickstart: narrow ResNet-18, one epoch.
+TINY = ["model.kwargs.base_width=8", "train.epochs=1", "train.batch_size=64", "eval.batch_size=128"]
+
+
+def cli(*args: str, check: bool = True, timeout: float = 600, env: dict = None) -> subprocess.CompletedProcess:
+    """Run ``python -m ms_suite ARGS`` from the repo root and capture its output."""
+    proc = subprocess.run([sys.executable, "-m", "ms_suite", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"ms-suite {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def cache_env(tmp_path_factory):
+    """A private compile cache for the test session (shared by its subprocesses)."""
+    path = tmp_path_factory.mktemp("ms_cache")
+    os.environ["MS_SUITE_CACHE"] = str(path)
+    return {"MS_SUITE_CACHE": str(path)}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, cache_env):
+    """One short quickstart training run through the CLI, shared by the engine tests."""
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    proc = cli("train", "-c", "configs/quickstart.yaml", "--output-dir", str(out), "--set", *TINY)
+    return out, proc

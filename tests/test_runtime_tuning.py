@@ -1,0 +1,50 @@
+"""The CPU performance keys of `runtime` (benchmarks/vs_pytorch.py measures their effect)."""
+import importlib.util
+
+import pytest
+
+from ms_suite.config.schema import RuntimeConfig
+from ms_suite.errors import UserError
+from ms_suite.runtime import device
+
+
+def test_jit_level_o2_is_refused_off_ascend():
+    with pytest.raises(UserError, match="jit_level=O2.*Ascend"):
+        device.apply_performance_settings(RuntimeConfig(jit_level="O2"), "CPU")
+
+
+def test_graph_kernel_sets_the_fusion_flags(monkeypatch):
+    # setenv (not delenv, which records nothing for an absent variable) so the flag set by the
+    # code under test is removed afterwards and does not leak into later tests' subprocesses.
+    monkeypatch.setenv("MS_DEV_GRAPH_KERNEL_FLAGS", "")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    device.apply_performance_settings(RuntimeConfig(graph_kernel=True), "CPU")
+    assert device.os.environ["MS_DEV_GRAPH_KERNEL_FLAGS"] == "--opt_level=2"
+
+
+def test_graph_kernel_keeps_an_exported_opt_level(monkeypatch):
+    monkeypatch.setenv("MS_DEV_GRAPH_KERNEL_FLAGS", "--opt_level=1 --dump_as_text")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    device.apply_performance_settings(RuntimeConfig(graph_kernel=True), "CPU")
+    assert device.os.environ["MS_DEV_GRAPH_KERNEL_FLAGS"] == "--opt_level=1 --dump_as_text"
+
+
+def test_graph_kernel_on_cpu_names_the_missing_package(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match="pip install decorator"):
+        device.apply_performance_settings(RuntimeConfig(graph_kernel=True), "CPU")
+
+
+def test_graph_kernel_needs_graph_mode():
+    with pytest.raises(UserError, match="runtime.mode=graph"):
+        device.apply_performance_settings(RuntimeConfig(graph_kernel=True, mode="pynative"), "CPU")
+
+
+def test_process_wide_settings_apply_once(monkeypatch, caplog):
+    calls = []
+    monkeypatch.setattr(device, "_APPLIED", {})
+    device._set_once("num_threads", 2, lambda: calls.append(2))
+    device._set_once("num_threads", 2, lambda: calls.append(2))
+    device._set_once("num_threads", 1, lambda: calls.append(1))
+    assert calls == [2]
+    assert "runtime.num_threads=1 ignored" in caplog.text

@@ -19,6 +19,15 @@ def cli(*args: str, check: bool = True, timeout: float = 600, env: dict = None) 
     return proc
 
 
+@pytest.fixture(autouse=True)
+def pynative_by_default():
+    """In-process tests start in PyNative mode (no compile time); the trainer and tests that
+    need graph mode switch to it themselves, so one test's mode never leaks into the next."""
+    import mindspore as ms
+
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
 @pytest.fixture(scope="session")
 def cache_env(tmp_path_factory):
     """A private compile cache for the test session (shared by its subprocesses)."""

@@ -17,7 +17,6 @@ from ms_suite.errors import UserError
 from ms_suite.models.flops import count_flops, count_params
 from ms_suite.models.registry import list_models, model_info
 
-ms.set_context(mode=ms.PYNATIVE_MODE)
 VOCAB = 97
 # Two shapes: a standard tiny one and a MiniLM-like odd one (tanh GELU, other LayerNorm epsilon).
 SHAPES = {

@@ -11,23 +11,22 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
-from conftest import ROOT
+from conftest import ROOT, TINY as TINY_TRAIN
 from ms_suite.cli.main import main
 from ms_suite.compression import REPORT_NAME, compress, use_pretrained
 from ms_suite.compression.base import build_algorithm
 from ms_suite.compression.compat import MinMaxFakeQuantizer
 from ms_suite.compression.distillation import DistillationLoss, freeze
 from ms_suite.compression.pruning import remove_block_channels
-from ms_suite.compression.report import mindir_stats
+from ms_suite.compression.report import mindir_stats, read_mindir
 from ms_suite.config import load_config
 from ms_suite.engine.loss import CrossEntropy, NetWithLoss
 from ms_suite.errors import UserError
 from ms_suite.models.registry import create_model
 
-# Narrow ResNet-18, one epoch over a small training split (180 images, 3 steps).
 QUICKSTART = os.path.join(ROOT, "configs", "quickstart.yaml")
-TINY = ["model.kwargs.base_width=8", "train.epochs=1", "train.batch_size=64", "eval.batch_size=128",
-        "data.val_split=0.9"]
+# The shared tiny recipe (width-8 ResNet-18, one epoch) over a small training split: 179 images, 2 steps.
+TINY = [*TINY_TRAIN, "data.val_split=0.9"]
 
 
 def recipe(name: str) -> str:
@@ -59,12 +58,7 @@ def run(tmp_path, name: str, pretrained: str, *overrides: str) -> dict:
 
 
 def exported_names(path: str) -> list:
-    from mindspore.train.mind_ir_pb2 import ModelProto
-
-    model = ModelProto()
-    with open(path, "rb") as fh:
-        model.ParseFromString(fh.read())
-    return [p.name.split(":")[-1] for p in model.graph.parameter]
+    return [param.name.split(":")[-1] for param in read_mindir(path).graph.parameter]
 
 
 # ------------------------------------------------------------------ end to end, one per algorithm

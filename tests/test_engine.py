@@ -14,11 +14,6 @@ from ms_suite.engine.optim import build_optimizer
 from ms_suite.engine.train_step import EmaUpdate, TrainStep
 
 
-@pytest.fixture(autouse=True)
-def pynative():
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-
-
 def test_warmup_then_cosine():
     cfg = TrainConfig(epochs=10, lr=0.1, warmup_epochs=1, schedule="cosine", min_lr=0.001)
     lr = build_lr_schedule(cfg, steps_per_epoch=10, peak_lr=0.1)

@@ -6,7 +6,6 @@ import pytest
 from ms_suite.models.flops import count_flops, count_params
 from ms_suite.models.registry import create_model, list_models, model_info
 
-ms.set_context(mode=ms.PYNATIVE_MODE)
 RESNETS = [name for name in list_models() if model_info(name).family == "resnet"]
 
 

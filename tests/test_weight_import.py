@@ -14,7 +14,6 @@ from ms_suite.models.registry import create_model
 from ms_suite.models.weights import convert_torchvision_resnet, load_pretrained
 from torch_reference import torch_resnet
 
-ms.set_context(mode=ms.PYNATIVE_MODE)
 NUM_CLASSES = 10
 
 

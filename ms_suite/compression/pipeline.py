@@ -34,13 +34,12 @@ def compress(cfg: Config, output_dir: str, callbacks: Sequence[Callback] = ()) -
     Writes ``reference.mindir`` (the float model), ``compressed.mindir``, the fine-tuning run
     (train.log, checkpoints/, summary.json), ``compress.log`` and ``compression_report.json``.
     """
+    cfg = _without_compile_cache(cfg)
     algorithm = build_algorithm(cfg)
     if cfg.parallel.mode != "standalone":
         raise UserError(f"ms-suite compress runs standalone; parallel.mode={cfg.parallel.mode} is not supported")
     runtime = init_runtime(cfg.runtime, cfg.train.seed)
     algorithm.check(runtime.device)
-    cfg = _without_compile_cache(cfg)
-    algorithm.cfg = cfg
     run = RunDir(output_dir)
     with _compile_cache_disabled(), log_to_file(os.path.join(run.path, LOG_NAME)):
         info = dataset_info(cfg.data)

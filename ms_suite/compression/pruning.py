@@ -95,11 +95,11 @@ class Scop(_Pruner):
 
     def train(self, ctx: TrainContext) -> nn.Cell:
         keep = self.score_channels(ctx)
-        log.info("SCOP: pruning %.0f%% of the inner channels of %d blocks, then fine-tuning",
-                 100 * self.settings.prune_rate, len(keep))
 
         def prune(net: nn.Cell) -> nn.Cell:
-            remove_block_channels(net, keep)
+            pruned = remove_block_channels(net, keep)
+            log.info("SCOP: removed %.0f%% of the output channels of %d inner convolutions; fine-tuning",
+                     100 * self.settings.prune_rate, len(pruned))
             return net
 
         return ctx.fit(model_hook=prune)

@@ -12,10 +12,11 @@ from mindspore_gs.quantization.quant_cell import QuantCell
 from ms_suite.compression.base import Algorithm, GoldenStickCallbacks, TrainContext, register
 from ms_suite.compression.compat import MinMaxSimQAT, rewrite_workspace
 from ms_suite.data import build_dataset
+from ms_suite.compression.report import FLOAT_BITS
 from ms_suite.errors import UserError
 from ms_suite.models.flops import FLOP_COUNTERS
 
-FLOAT_BITS = 32
+ACTIVATION_BITS = 8  # both algorithms fake-quantize activations to INT8 (when they do)
 QAT_ON_ASCEND = ("Golden Stick 1.3.0 supports its quantization-aware training on GPU only and marks it "
                  "unsupported on Ascend (the suite adds CPU)")
 
@@ -33,9 +34,6 @@ FLOP_COUNTERS[QuantCell] = _quant_cell_flops
 
 class _QuantizationAwareTraining(Algorithm):
     """Shared by SimQAT and SLB: rewrite with Golden Stick's ``apply``, fine-tune, ``convert``."""
-
-    devices = ("GPU", "CPU")
-    activation_bits = 8
 
     def check(self, device: str) -> None:
         if device == "Ascend":
@@ -70,7 +68,7 @@ class _QuantizationAwareTraining(Algorithm):
             if isinstance(handler, (nn.Conv2d, nn.Dense)):
                 quantized_act = cell.input_quantizer() is not None or cell.output_quantizer() is not None
                 found[handler.weight.name.rsplit(".", 1)[0]] = (
-                    self.weight_bits, self.activation_bits if quantized_act else FLOAT_BITS)
+                    self.weight_bits, ACTIVATION_BITS if quantized_act else FLOAT_BITS)
         return found
 
     def layers(self, before: nn.Cell, after: nn.Cell) -> List[Dict[str, object]]:
@@ -90,7 +88,6 @@ class SimQAT(_QuantizationAwareTraining):
 
     name = "simqat"
     weight_bits = 8
-
     notes = ("metric 'after' is the fake-quant network, evaluated before convert: the converted network's "
              "FakeQuantParam nodes carry quantization parameters for deployment and have no CPU kernel",
              "the MINDIR stores float weights plus INT8 scales; 'weights at bit-width' is the packed size")
@@ -116,18 +113,13 @@ class SLB(_QuantizationAwareTraining):
     the pretrained weights."""
 
     name = "slb"
+    notes = ("metric 'after' is the SLB network in eval mode (the one-hot weights convert exports), "
+             "evaluated before convert: the converted network's FakeQuantParam nodes have no CPU kernel",
+             "the MINDIR stores the selected weight levels as float; 'weights at bit-width' is the packed size")
 
     @property
     def weight_bits(self) -> int:
         return self.settings.weight_bits
-
-    @property
-    def activation_bits(self) -> int:
-        return 8 if self.settings.enable_act_quant else FLOAT_BITS
-
-    notes = ("metric 'after' is the SLB network in eval mode (the one-hot weights convert exports), "
-             "evaluated before convert: the converted network's FakeQuantParam nodes have no CPU kernel",
-             "the MINDIR stores the selected weight levels as float; 'weights at bit-width' is the packed size")
 
     def check(self, device: str) -> None:
         s = self.settings

@@ -40,11 +40,17 @@ def export_mindir(net: nn.Cell, inputs: Sequence[ms.Tensor], path: str) -> str:
     return path
 
 
-def mindir_stats(path: str) -> Tuple[int, int]:
-    """(parameter elements, FakeQuantParam nodes) of a MINDIR file."""
+def read_mindir(path: str) -> ModelProto:
+    """A MINDIR file's protobuf (graph nodes, parameters with their shapes)."""
     model = ModelProto()
     with open(path, "rb") as fh:
         model.ParseFromString(fh.read())
+    return model
+
+
+def mindir_stats(path: str) -> Tuple[int, int]:
+    """(parameter elements, FakeQuantParam nodes) of a MINDIR file."""
+    model = read_mindir(path)
     params = sum(int(np.prod(tensor.dims)) for tensor in model.graph.parameter)
     fake_quant = sum(FAKE_QUANT_OP in node.op_type for node in model.graph.node)
     return params, fake_quant

@@ -100,12 +100,28 @@ def seed_everything(seed: int) -> None:
     ms.set_seed(seed)
 
 
+def _set_device(device: str, device_id: int) -> None:
+    """``mindspore.set_device``, tolerating a process that already ran kernels on ``device``.
+
+    MindSpore refuses set_device once a kernel has executed (e.g. a second run in one process:
+    tuning trials, compression stages, tests); running on the same device is then fine.
+    """
+    import mindspore as ms
+
+    try:
+        ms.set_device(device, device_id)
+    except RuntimeError as err:
+        if "has been initialized" not in str(err) or ms.get_context("device_target") != device:
+            raise UserError(f"this process already runs MindSpore on {ms.get_context('device_target')}; "
+                            f"start a new process for runtime.device={device}") from None
+
+
 def init_runtime(cfg: RuntimeConfig, seed: int, device_id: Optional[int] = None) -> RuntimeInfo:
     """Set up MindSpore for this process: device, execution mode, threads, compile cache, seeds."""
     import mindspore as ms
 
     device, reason = select_device(cfg.device)
-    ms.set_device(device, cfg.device_id if device_id is None else device_id)
+    _set_device(device, cfg.device_id if device_id is None else device_id)
     ms.set_context(mode=ms.GRAPH_MODE if cfg.mode == "graph" else ms.PYNATIVE_MODE)
     apply_performance_settings(cfg, device)
     seed_everything(seed)

@@ -33,14 +33,6 @@ def recipe(name: str) -> str:
     return os.path.join(ROOT, "configs", "compress", f"resnet18_digits_{name}.yaml")
 
 
-@pytest.fixture(autouse=True)
-def keep_execution_mode():
-    """compress() switches MindSpore to graph mode; leave other tests the mode they set."""
-    mode = ms.get_context("mode")
-    yield
-    ms.set_context(mode=mode)
-
-
 @pytest.fixture(scope="module")
 def pretrained(tiny_run):
     return str(tiny_run[0] / "checkpoints" / "best.ckpt")
@@ -120,7 +112,6 @@ def test_distilled_student_trains(tmp_path, pretrained):
 # ------------------------------------------------------------------ building blocks
 
 def test_minmax_fake_quantizer_grid_and_straight_through():
-    ms.set_context(mode=ms.PYNATIVE_MODE)
     quantizer = MinMaxFakeQuantizer(num_bits=4, symmetric=False)
     quantizer.set_train(True)
     x = Tensor(np.linspace(-1.0, 3.0, 101, dtype=np.float32))
@@ -135,7 +126,6 @@ def test_minmax_fake_quantizer_grid_and_straight_through():
 
 def test_remove_block_channels_matches_zeroed_channels():
     """Removing channels equals silencing them: zero their BN scale/shift, compare outputs."""
-    ms.set_context(mode=ms.PYNATIVE_MODE)
     ms.set_seed(0)
     net = create_model("resnet18_cifar", num_classes=10, in_chans=1, base_width=8).set_train(False)
     x = Tensor(np.random.default_rng(0).standard_normal((2, 1, 8, 8)).astype(np.float32))
@@ -160,7 +150,6 @@ def test_remove_block_channels_matches_zeroed_channels():
 
 
 def test_distillation_loss_terms():
-    ms.set_context(mode=ms.PYNATIVE_MODE)
     ms.set_seed(0)
     student, teacher = nn.Dense(4, 3), nn.Dense(4, 3)
     x = Tensor(np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32))

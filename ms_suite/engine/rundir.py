@@ -52,11 +52,14 @@ class _ConsoleFilter(logging.Filter):
         return not getattr(record, "file_only", False)
 
 
+_FILE_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+
+
 @contextlib.contextmanager
 def log_to_file(path: str) -> Iterator[None]:
     """Copy the ``ms_suite`` log into ``path`` for the duration of the block (one run's train.log)."""
     handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    handler.setFormatter(_FILE_FORMAT)
     log.addHandler(handler)
     try:
         yield
@@ -65,11 +68,11 @@ def log_to_file(path: str) -> Iterator[None]:
         handler.close()
 
 
-def setup_logging(log_file: Optional[str] = None, verbose: bool = True) -> None:
-    """Console (stderr) and optional file handlers on the ``ms_suite`` logger, set up once per file."""
+def setup_logging(verbose: bool = True) -> None:
+    """The console (stderr) handler of the ``ms_suite`` logger, added once per process; runs add
+    their train.log with :func:`log_to_file`."""
     log.setLevel(logging.INFO)
     log.propagate = False
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
     if not any(getattr(h, "_ms_suite_console", False) for h in log.handlers):
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(logging.Formatter("%(message)s"))
@@ -77,7 +80,3 @@ def setup_logging(log_file: Optional[str] = None, verbose: bool = True) -> None:
         console.setLevel(logging.INFO if verbose else logging.WARNING)
         console._ms_suite_console = True  # type: ignore[attr-defined]
         log.addHandler(console)
-    if log_file and not any(getattr(h, "baseFilename", None) == os.path.abspath(log_file) for h in log.handlers):
-        handler = logging.FileHandler(log_file)
-        handler.setFormatter(fmt)
-        log.addHandler(handler)

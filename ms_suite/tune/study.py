@@ -242,7 +242,7 @@ class Objective:
         reporter = ReportToTrial(trial, self.tune.metric)
         extra = list(self.callbacks(cfg)) if self.callbacks else []
         try:
-            with _trial_logging(os.path.join(run_dir, "train.log")):
+            with _trial_logging():
                 summary = Trainer(cfg, run_dir, callbacks=[reporter, *extra]).fit()
         finally:
             ms.ms_memory_recycle()  # MindSpore keeps every trained model's graphs and memory cached: free them
@@ -262,9 +262,8 @@ def describe_error(err: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _trial_logging(log_file: str) -> Iterator[None]:
-    """During a trial the console shows only warnings (the live table is the display); its
-    train.log handler is removed afterwards so the next trial does not write into it."""
+def _trial_logging() -> Iterator[None]:
+    """During a trial the console shows only warnings (the live table is the display)."""
     console = [h for h in log.handlers if type(h) is logging.StreamHandler]
     levels = [h.level for h in console]
     for handler in console:
@@ -274,6 +273,3 @@ def _trial_logging(log_file: str) -> Iterator[None]:
     finally:
         for handler, level in zip(console, levels):
             handler.setLevel(level)
-        for handler in [h for h in log.handlers if getattr(h, "baseFilename", None) == os.path.abspath(log_file)]:
-            log.removeHandler(handler)
-            handler.close()

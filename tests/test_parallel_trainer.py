@@ -1,6 +1,7 @@
 """The trainer's semi-auto/auto parallel path, checked on CPU without running a sliced graph
 (MindSpore refuses semi-auto and auto parallel on CPU): the step's gradient handling per mode,
 full-batch data, per-rank checkpoints and resume, merging slices, and the eager collectives."""
+import contextlib
 import os
 
 import mindspore as ms
@@ -179,8 +180,9 @@ def sliced_trainer(tmp_path, monkeypatch):
     cfg = load_config(os.path.join(ROOT, "configs/quickstart.yaml"),
                       ["model.kwargs.base_width=8", "train.batch_size=64", "parallel.mode=semi_auto_parallel"])
     trainer = trainer_module.Trainer(cfg, str(tmp_path / "run"))
-    trainer._setup()
-    return trainer
+    with contextlib.ExitStack() as trainer._cleanup:  # what fit() holds around _setup
+        trainer._setup()
+        yield trainer
 
 
 def test_sliced_setup_reads_the_global_batch_and_saves_per_rank(sliced_trainer, tmp_path):

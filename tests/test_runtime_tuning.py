@@ -48,3 +48,21 @@ def test_process_wide_settings_apply_once(monkeypatch, caplog):
     device._set_once("num_threads", 1, lambda: calls.append(1))
     assert calls == [2]
     assert "runtime.num_threads=1 ignored" in caplog.text
+
+
+def test_compile_cache_is_keyed_and_scoped_to_its_block(monkeypatch, tmp_path):
+    """The cache folder follows the graph fingerprint, and MindSpore's switch is undone on exit, so a
+    later run in the process or a child process never compiles against another graph's folder."""
+    monkeypatch.setenv("MS_COMPILER_CACHE_PATH", "/users/own/cache")
+    monkeypatch.delenv("MS_COMPILER_CACHE_ENABLE", raising=False)
+    info = device.RuntimeInfo("CPU", "test", "graph", None)
+    on = RuntimeConfig(compile_cache=True, cache_dir=str(tmp_path))
+    with device.compile_cache(info, on, "graph-a") as folder_a:
+        assert device.os.environ["MS_COMPILER_CACHE_PATH"] == folder_a == info.cache_dir
+        assert device.os.environ["MS_COMPILER_CACHE_ENABLE"] == "1"
+    with device.compile_cache(info, on, "graph-b") as folder_b:
+        assert folder_b != folder_a and folder_b.startswith(str(tmp_path))
+    with device.compile_cache(info, RuntimeConfig(compile_cache=False), "graph-a") as off:
+        assert off is None and "MS_COMPILER_CACHE_PATH" not in device.os.environ
+    assert device.os.environ["MS_COMPILER_CACHE_PATH"] == "/users/own/cache"
+    assert "MS_COMPILER_CACHE_ENABLE" not in device.os.environ

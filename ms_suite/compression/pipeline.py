@@ -1,12 +1,11 @@
 """``compress``: measure the float model, compress and fine-tune, convert, export, report."""
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import logging
 import os
-from typing import Any, Dict, Iterator, Sequence
+from typing import Any, Dict, Sequence
 
 from mindspore import nn
 
@@ -20,7 +19,7 @@ from ms_suite.engine.tasks import get_task
 from ms_suite.errors import UserError
 from ms_suite.models import model_info
 from ms_suite.models.flops import count_flops
-from ms_suite.runtime import init_runtime
+from ms_suite.runtime import compile_cache, init_runtime
 
 log = logging.getLogger("ms_suite")
 
@@ -41,7 +40,7 @@ def compress(cfg: Config, output_dir: str, callbacks: Sequence[Callback] = ()) -
     runtime = init_runtime(cfg.runtime, cfg.train.seed)
     algorithm.check(runtime.device)
     run = RunDir(output_dir)
-    with _compile_cache_disabled(), log_to_file(os.path.join(run.path, LOG_NAME)):
+    with compile_cache(runtime, cfg.runtime, ""), log_to_file(os.path.join(run.path, LOG_NAME)):
         info = dataset_info(cfg.data)
         ctx = TrainContext(cfg, run.path, callbacks, runtime.device, info, get_task(model_info(cfg.model.name).task))
         inputs = ctx.task.example_inputs(cfg, info, cfg.export.batch_size)
@@ -83,21 +82,9 @@ def _evaluate(ctx: TrainContext, net: nn.Cell) -> Dict[str, float]:
 
 
 def _without_compile_cache(cfg: Config) -> Config:
+    """No compile cache while compressing: a compressed network's shapes come from learned masks and
+    rewritten classes that the recipe's cache key does not capture, so a cached graph could be
+    reused with the wrong shapes."""
     cfg = copy.deepcopy(cfg)
     cfg.runtime.compile_cache = False
     return cfg
-
-
-_CACHE_ENV = ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")
-
-
-@contextlib.contextmanager
-def _compile_cache_disabled() -> Iterator[None]:
-    """No compile cache while compressing: a compressed network's shapes come from learned masks and
-    rewritten classes that the recipe's cache key does not capture, so a cached graph could be
-    reused with the wrong shapes. Also clears a cache an earlier run in this process switched on."""
-    saved = {key: os.environ.pop(key) for key in _CACHE_ENV if key in os.environ}
-    try:
-        yield
-    finally:
-        os.environ.update(saved)

@@ -37,7 +37,7 @@ from ms_suite.engine.tasks import get_task
 from ms_suite.engine.train_step import EmaUpdate, TrainStep
 from ms_suite.errors import UserError
 from ms_suite.models import model_info
-from ms_suite.runtime import (DistInfo, RuntimeInfo, broadcast_parameters, enable_compile_cache, init_distributed,
+from ms_suite.runtime import (DistInfo, RuntimeInfo, broadcast_parameters, compile_cache, init_distributed,
                               init_runtime, launch_device_id, replicas_in_sync)
 from ms_suite.runtime.auto_parallel import check_trainer_support
 from ms_suite.runtime.distributed import agree_on_step, last_stage_loss
@@ -114,7 +114,7 @@ class Trainer:
         self.runtime: RuntimeInfo = init_runtime(cfg.runtime, cfg.train.seed, launch_device_id(cfg.parallel))
         check_trainer_support(cfg.parallel, cfg.train)
         self.dist: DistInfo = init_distributed(cfg.parallel, os.path.join(self.run.path, "strategy"))
-        enable_compile_cache(self.runtime, cfg.runtime, self._graph_fingerprint())
+        self._cleanup.enter_context(compile_cache(self.runtime, cfg.runtime, self._graph_fingerprint()))
         if self.dist.is_main:
             self._cleanup.enter_context(log_to_file(self.run.log_file))
             log.info("device %s (%s)", self.runtime.device, self.runtime.reason)

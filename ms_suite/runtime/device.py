@@ -179,22 +179,50 @@ def _enable_graph_kernel(cfg: RuntimeConfig, device: str) -> None:
         os.environ["MS_DEV_GRAPH_KERNEL_FLAGS"] = f"{flags} --opt_level=2".strip()
 
 
-def enable_compile_cache(info: RuntimeInfo, cfg: RuntimeConfig, fingerprint: str) -> Optional[str]:
-    """Turn on MindSpore's compile cache in a folder keyed by ``fingerprint``.
+_CACHE_ENV = ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")
+
+
+def source_digest() -> str:
+    """A digest of the suite's and the zoo's Python sources (part of every compile-cache key)."""
+    import model_zoo
+    import ms_suite
+
+    digest = hashlib.sha1()
+    for package in (ms_suite, model_zoo):
+        root = os.path.dirname(package.__file__)
+        for folder, dirs, files in os.walk(root):
+            dirs.sort()
+            for name in sorted(f for f in files if f.endswith(".py")):
+                with open(os.path.join(folder, name), "rb") as handle:
+                    digest.update(handle.read())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def compile_cache(info: RuntimeInfo, cfg: RuntimeConfig, fingerprint: str) -> Iterator[Optional[str]]:
+    """MindSpore's compile cache, on for the ``with`` block in a folder keyed by ``fingerprint``.
 
     MindSpore 2.7's cache does not notice every change that alters a graph (a cached graph kept
-    the learning-rate table of a shorter run and failed with an out-of-range Gather), so each
-    distinct graph-shaping configuration gets its own folder. Call before the first compile.
+    the learning-rate table of a shorter run and failed with an out-of-range Gather; another kept
+    the train step of an older ms-suite), so each distinct graph-shaping configuration and source
+    tree gets its own folder. The switch is MindSpore's environment, restored on exit: neither a
+    later run in this process nor a child process inherits a folder meant for another graph. With
+    ``runtime.compile_cache: false`` the block runs with the cache off. Enter before the first compile.
     """
-    if not cfg.compile_cache or cfg.mode != "graph":
-        return None
-    import mindspore as ms
+    saved = {key: os.environ.pop(key) for key in _CACHE_ENV if key in os.environ}
+    cache_dir = None
+    if cfg.compile_cache and cfg.mode == "graph":
+        import mindspore as ms
 
-    key = hashlib.sha1(f"{ms.__version__}|{info.device}|{fingerprint}".encode()).hexdigest()[:16]
-    cache_dir = os.path.join(cfg.cache_dir or default_cache_dir(), "compile", key)
-    os.makedirs(cache_dir, exist_ok=True)
-    os.environ["MS_COMPILER_CACHE_ENABLE"] = "1"
-    os.environ["MS_COMPILER_CACHE_PATH"] = cache_dir
+        key = hashlib.sha1(f"{ms.__version__}|{info.device}|{source_digest()}|{fingerprint}".encode())
+        cache_dir = os.path.join(cfg.cache_dir or default_cache_dir(), "compile", key.hexdigest()[:16])
+        os.makedirs(cache_dir, exist_ok=True)
+        os.environ.update(MS_COMPILER_CACHE_ENABLE="1", MS_COMPILER_CACHE_PATH=cache_dir)
+        log.info("compile cache %s", cache_dir)
     info.cache_dir = cache_dir
-    log.info("compile cache %s", cache_dir)
-    return cache_dir
+    try:
+        yield cache_dir
+    finally:
+        for key in _CACHE_ENV:
+            os.environ.pop(key, None)
+        os.environ.update(saved)

@@ -39,3 +39,12 @@ def test_eval_with_mismatched_model_names_the_fix(tiny_run):
     proc = cli("eval", "-c", "configs/quickstart.yaml", "--checkpoint", str(out / "checkpoints" / "best.ckpt"),
                "--set", "model.kwargs.base_width=16", check=False)
     assert "does not fit" in _error_line(proc) and "model.name" in proc.stderr
+
+
+def test_a_diverging_run_stops_with_the_fix(tmp_path, cache_env):
+    """Without loss scaling the compiled step skips no update, so the trainer's loss check stops it."""
+    proc = cli("train", "-c", "configs/quickstart.yaml", "--output-dir", str(tmp_path / "nan"), "--set",
+               "model.kwargs.base_width=8", "train.epochs=1", "train.batch_size=64", "train.lr=1e12",
+               "train.warmup_epochs=0", check=False)
+    line = _error_line(proc)
+    assert "loss became" in line and "lower train.lr" in line

@@ -77,7 +77,7 @@ class TrainStep(nn.Cell):
         if self.data_parallel:
             grads = self.reducer(grads)
         if self.check_overflow:
-            finite = self._check_overflow(grads)
+            finite = self._finite_everywhere(grads)
         else:
             finite = ops.ones((), ms.bool_)
         if self.clip_norm is not None:
@@ -90,7 +90,7 @@ class TrainStep(nn.Cell):
             loss = ops.depend(loss, self._reset_accumulation())
         return loss, finite
 
-    def _check_overflow(self, grads):
+    def _finite_everywhere(self, grads):
         """True when every gradient is finite (on every rank when sliced); adjusts a dynamic scale."""
         finite = all_finite(grads)
         if self.sliced:  # every rank skips the update if any rank's slices overflowed

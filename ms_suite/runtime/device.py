@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -182,8 +183,12 @@ def _enable_graph_kernel(cfg: RuntimeConfig, device: str) -> None:
 _CACHE_ENV = ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")
 
 
+@functools.lru_cache(maxsize=None)
 def source_digest() -> str:
-    """A digest of the suite's and the zoo's Python sources (part of every compile-cache key)."""
+    """A digest of the suite's and the zoo's Python sources (part of every compile-cache key).
+
+    Read once per process: the code a process runs is what it imported, so later runs in it
+    (tuning trials, compression stages) reuse the digest instead of re-reading every file."""
     import model_zoo
     import ms_suite
 

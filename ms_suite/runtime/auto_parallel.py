@@ -117,7 +117,7 @@ def check_single_device_build(cfg: ParallelConfig) -> None:
     if uses_auto_parallel(cfg) and not context_active():
         raise UserError(f"parallel.mode={cfg.mode}: training wrote one checkpoint slice per rank "
                         "(checkpoints/rank_<r>/); merge them with ms_suite.engine.checkpoint.merge_slices(run_dir, "
-                        "output) (README: merging sliced checkpoints) and pass the merged file with "
+                        "output) (docs/guides/bert.md: merging sliced checkpoints) and pass the merged file with "
                         "--set parallel.mode=standalone")
 
 

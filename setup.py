@@ -1,7 +1,7 @@
 """ms-suite: a MindSpore training suite (model zoo, recipes, compression, profiling, launch scripts)."""
 from setuptools import find_packages, setup
 
-# Pinned together and checked with `pip check` (see README, "Environment").
+# Pinned together and checked with `pip check` (see docs/getting-started.md, "Environment").
 INSTALL_REQUIRES = [
     "mindspore==2.7.2",        # 2.10 compiles/runs ResNet on CPU tens of times slower; gs 1.3 pairs with 2.7
     "mindspore-gs==1.3.0",     # Golden Stick: QAT and pruning

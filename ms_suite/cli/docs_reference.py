@@ -39,8 +39,8 @@ def _usage(parser: argparse.ArgumentParser) -> str:
 
 
 def _escape(text: str) -> str:
-    """Text safe inside a Markdown table cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Text safe inside a Markdown table cell: pipes escaped, ``<name>`` placeholders kept visible."""
+    return str(text).replace("<", "&lt;").replace("|", "\\|").replace("\n", " ")
 
 
 def _option_row(action: argparse.Action) -> str:

@@ -1,7 +1,7 @@
 """The typed recipe schema. Every key a recipe may set is a field here; anything else is an error.
 
 Ranges and choices live next to the field (``_f(default, ge=..., choices=...)``) so validation,
-``--set`` coercion and the README's config reference all read from one place.
+``--set`` coercion and the generated config reference (docs/reference/config.md) all read from one place.
 """
 from __future__ import annotations
 

@@ -24,3 +24,8 @@ test: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+.PHONY: docs
+docs: setup  # regenerates docs/reference/ from the code, then builds the site into site/ (strict: no broken links)
+	$(PY) -m ms_suite.cli.docs_reference
+	$(VENV)/bin/mkdocs build --strict --site-dir site

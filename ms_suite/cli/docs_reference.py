@@ -121,7 +121,7 @@ def models_page() -> str:
     recipes = recipes_by_model()
     lines = [GENERATED, "", "# Model zoo", "",
              "Every registered model (`ms_suite.create_model(name)`). `ms-suite list` adds the parameter "
-             "count and forward FLOPs at the default input, measured on the machine that runs it.", "",
+             "count and forward FLOPs at the default input ([model sizes](../results/zoo.md)).", "",
              "| model | family | task | default input | classes | what | recipes | reference accuracy (source) |",
              "|---|---|---|---|---|---|---|---|"]
     for name in list_models():

@@ -169,13 +169,15 @@ class Trainer:
         return json.dumps([graph_cfg, self.dist.rank, self.dist.world_size], sort_keys=True, default=str)
 
     def _apply_amp(self) -> None:
+        """Replace ``self.net`` with its mixed-precision version: O1 returns a rewritten network,
+        O2/O3 wrap it so it returns float32 (the loss and the loss scale stay in float32)."""
         level = self.cfg.train.amp_level
         if level == "O0":
             return
         if self.runtime.device == "CPU":
             log.warning("train.amp_level=%s is not supported on CPU; training in float32 (O0)", level)
             return
-        ms.amp.auto_mixed_precision(self.net, level)
+        self.net = ms.amp.auto_mixed_precision(self.net, level)
 
     # ------------------------------------------------------------------ resume
     def _restore(self, state: TrainState) -> Dict[str, Any]:

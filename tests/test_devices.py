@@ -47,3 +47,22 @@ def test_amp_network_is_the_one_the_optimizer_trains(tmp_path, monkeypatch, leve
 def test_amp_stays_off_on_cpu(tmp_path):
     with trainer_setup(tmp_path, ["train.amp_level=O2"]) as trainer:
         assert trainer.net._amp_level == "" and trainer.step.network.net is trainer.net
+
+
+def test_clipping_under_tensor_parallelism_is_refused(tmp_path):
+    """Per-rank slices give per-rank norms: the trainer refuses before any device work."""
+    from ms_suite.engine.trainer import Trainer
+
+    parallel = ["parallel.mode=semi_auto_parallel", "parallel.model_parallel=2", "train.clip_grad_norm=1.0"]
+    cfg = load_config(os.path.join(ROOT, "configs/quickstart.yaml"), TINY_DIGITS + parallel)
+    with pytest.raises(UserError, match=r"train.clip_grad_norm=1.0 is not supported with parallel.model_parallel=2"):
+        Trainer(cfg, str(tmp_path / "run"), progress=False).fit()
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_clipping_with_data_parallel_degree_only_passes_the_check():
+    from ms_suite.runtime.auto_parallel import check_trainer_support
+
+    cfg = load_config(os.path.join(ROOT, "configs/quickstart.yaml"),
+                      ["parallel.mode=semi_auto_parallel", "parallel.data_parallel=2", "train.clip_grad_norm=1.0"])
+    check_trainer_support(cfg.parallel, cfg.train)

@@ -66,3 +66,20 @@ def test_clipping_with_data_parallel_degree_only_passes_the_check():
     cfg = load_config(os.path.join(ROOT, "configs/quickstart.yaml"),
                       ["parallel.mode=semi_auto_parallel", "parallel.data_parallel=2", "train.clip_grad_norm=1.0"])
     check_trainer_support(cfg.parallel, cfg.train)
+
+
+@pytest.mark.parametrize("inited, rank", [(False, 0), (True, 3)])
+def test_unipruner_saves_under_this_process_rank(tmp_path, monkeypatch, inited, rank):
+    """Golden Stick names UniPruner's periodic MINDIR/checkpoint by ``rank``: each rank its own."""
+    import mindspore.communication as comm
+
+    from ms_suite.compression.base import TrainContext, build_algorithm
+    from ms_suite.data import DatasetInfo
+
+    monkeypatch.setattr(comm.GlobalComm, "INITED", inited)
+    monkeypatch.setattr(comm, "get_rank", lambda group=None: 3)
+    cfg = load_config(os.path.join(ROOT, "configs/compress/resnet18_digits_unipruner.yaml"))
+    info = DatasetInfo(num_classes=10, input_shape=(1, 8, 8), num_samples={"train": 0, "eval": 0})
+    ctx = TrainContext(cfg, str(tmp_path), [], "Ascend", info, None)
+    pruner = build_algorithm(cfg).uni_pruner(ctx)
+    assert pruner._callback.rank == rank and pruner._callback.save_model  # Ascend: saves every frequency epochs

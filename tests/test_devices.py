@@ -83,3 +83,24 @@ def test_unipruner_saves_under_this_process_rank(tmp_path, monkeypatch, inited, 
     ctx = TrainContext(cfg, str(tmp_path), [], "Ascend", info, None)
     pruner = build_algorithm(cfg).uni_pruner(ctx)
     assert pruner._callback.rank == rank and pruner._callback.save_model  # Ascend: saves every frequency epochs
+
+
+def test_gpu_profile_files_beside_the_ascend_ms_folder_reach_mindinsight(tmp_path):
+    """MindSpore 2.7.2's GPU profiler writes its gpu_* files into the handler folder itself (rank_<r>/),
+    not into the <host>_<pid>_<time>_ascend_ms folder it also creates there."""
+    from ms_suite.profiling.profile_window import layout_for_mindinsight, profile_files
+
+    raw = tmp_path / "profiler" / "rank_2"
+    old, new = raw / "h_1_20260101000000000_ascend_ms", raw / "h_2_20260102000000000_ascend_ms"
+    for folder in (old, new):
+        (folder / "FRAMEWORK").mkdir(parents=True)
+    (old / "cpu_op_type_info_0.csv").write_text("old")
+    (new / "cpu_op_type_info_0.csv").write_text("new")
+    os.utime(old, (1, 1))
+    for name in ("gpu_op_detail_info_0.csv", "gpu_activity_data_0.csv", "gpu_op_type_info_0.csv"):
+        (raw / name).write_text("gpu")
+    copied = layout_for_mindinsight(profile_files(str(raw)), str(tmp_path / "profiler"), 2, {"rank_id": 2})
+    assert sorted(copied) == ["cpu_op_type_info_2.csv", "gpu_activity_data_2.csv", "gpu_op_detail_info_2.csv",
+                              "gpu_op_type_info_2.csv"]
+    assert (tmp_path / "profiler" / "cpu_op_type_info_2.csv").read_text() == "new"
+    assert (tmp_path / "profiler" / "profiler_info_2.json").is_file()

@@ -104,3 +104,30 @@ def test_gpu_profile_files_beside_the_ascend_ms_folder_reach_mindinsight(tmp_pat
                               "gpu_op_type_info_2.csv"]
     assert (tmp_path / "profiler" / "cpu_op_type_info_2.csv").read_text() == "new"
     assert (tmp_path / "profiler" / "profiler_info_2.json").is_file()
+
+
+def test_logged_lr_follows_the_optimizer_position_after_skipped_overflow_steps(tmp_path):
+    """An injected overflow (a dynamic loss scale near float32's maximum) skips the first updates: the
+    logged LR is the one the optimizer applied, i.e. the schedule at the position a checkpoint resumes from."""
+    from ms_suite.engine.callbacks import Callback
+    from ms_suite.engine.trainer import Trainer
+    from ms_suite.models.weights import read_checkpoint
+
+    class Record(Callback):
+        rows = []
+
+        def on_step_end(self, state):
+            self.rows.append((state.step, state.lr, int(state.trainer.step.optimizer.global_step.asnumpy().item())))
+
+    cfg = load_config(os.path.join(ROOT, "configs/quickstart.yaml"),
+                      TINY_DIGITS + ["train.epochs=1", "train.loss_scale=dynamic", "train.loss_scale_value=3e38"])
+    trainer = Trainer(cfg, str(tmp_path / "run"), callbacks=[Record()], progress=False)
+    summary = trainer.fit()
+    steps, lrs, updates = zip(*Record.rows)
+    skipped = steps[-1] - updates[-1]
+    assert 0 < skipped < steps[-1]  # the overflow was injected, and training went on afterwards
+    schedule = np.asarray(trainer.lr)
+    np.testing.assert_allclose(lrs, schedule[np.maximum(np.asarray(updates) - 1, 0)], rtol=1e-6)
+    params, meta = read_checkpoint(summary["final_checkpoint"])
+    assert meta["step"] == steps[-1] and int(params["global_step"].asnumpy().item()) == updates[-1]
+    assert lrs[-1] == pytest.approx(float(schedule[updates[-1] - 1]))

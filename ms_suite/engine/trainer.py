@@ -305,7 +305,7 @@ class Trainer:
             state.step += 1
             state.step_in_epoch += 1
             state.loss, state.data_s, state.compute_s = loss, data_s, compute_s
-            state.lr = float(self.lr[min(state.step - 1, len(self.lr) - 1)])
+            state.lr = self._applied_lr()
             if first:
                 timing.first_step_s = data_s + compute_s
                 timing.time_to_first_step_s = time.time() - ms_suite.START_TIME
@@ -322,6 +322,12 @@ class Trainer:
             if every and state.step % every == 0 and mid_epoch and self.dist.writes_checkpoints:
                 last_ckpt = self.ckpt.save(self.state_cell, state.step, self._meta(state, None))
         return last_ckpt
+
+    def _applied_lr(self) -> float:
+        """The learning rate of the latest weight update. The LR position is the optimizer's
+        global_step (what a checkpoint resumes from), which a skipped overflow step does not advance."""
+        updates = int(self.step.optimizer.global_step.asnumpy().item())
+        return float(self.lr[min(max(updates - 1, 0), len(self.lr) - 1)])
 
     def _optimizer_step(self, iterator, accum: int):
         """Run ``accum`` micro-batches and one weight update; returns (loss, data_s, compute_s)."""

@@ -8,7 +8,7 @@ network from it, so they need neither the recipe's data nor its ``model.pretrain
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from mindspore import nn
 
@@ -31,10 +31,21 @@ def saved_model_config(path: str) -> Optional[Dict[str, Any]]:
 
 def adopt_model_config(cfg: Config, saved: Dict[str, Any], source: str) -> None:
     """Make ``cfg.model`` build the network ``saved`` describes (its weights come from ``source``)."""
-    if saved["name"] != cfg.model.name:
-        log.info("model %s as stored in %s (the recipe says %s)", saved["name"], source, cfg.model.name)
+    ignored = _recipe_differences(cfg, saved)
+    if ignored:
+        log.warning("building the model stored in %s; the recipe's %s differ and are ignored",
+                    source, ", ".join(ignored))
     cfg.model.name, cfg.model.num_classes = saved["name"], saved["num_classes"]
     cfg.model.kwargs, cfg.model.pretrained = dict(saved["kwargs"]), None
+
+
+def _recipe_differences(cfg: Config, saved: Dict[str, Any]) -> List[str]:
+    """``key=recipe value (checkpoint: value)`` for the model keys the recipe sets otherwise."""
+    pairs = [("model.name", cfg.model.name, saved["name"]),
+             ("model.num_classes", cfg.model.num_classes, saved["num_classes"])]
+    pairs += [(f"model.kwargs.{k}", v, saved["kwargs"].get(k)) for k, v in cfg.model.kwargs.items()]
+    return [f"{key}={mine} (checkpoint: {theirs})" for key, mine, theirs in pairs
+            if mine is not None and mine != theirs]
 
 
 def build_model_from_checkpoint(cfg: Config, path: str) -> Tuple[Task, nn.Cell, DatasetInfo]:

@@ -30,7 +30,7 @@ def trainer_setup(tmp_path, overrides, monkeypatch=None, device=None):
         yield trainer
 
 
-@pytest.mark.parametrize("level", ["O2", "O3"])
+@pytest.mark.parametrize("level", ["O1", "O2", "O3"])
 def test_amp_network_is_the_one_the_optimizer_trains(tmp_path, monkeypatch, level):
     """auto_mixed_precision returns the network to use (O2/O3: wrapped to return float32)."""
     import mindspore as ms

@@ -35,6 +35,7 @@ def test_amp_network_is_the_one_the_optimizer_trains(tmp_path, monkeypatch, leve
     """auto_mixed_precision returns the network to use (O2/O3: wrapped to return float32)."""
     import mindspore as ms
 
+    monkeypatch.chdir(tmp_path)  # O1's rewrite writes its generated code to ./rewritten_network
     with trainer_setup(tmp_path, [f"train.amp_level={level}"], monkeypatch, device="GPU") as trainer:
         trained = trainer.step.network.net  # NetWithLoss(net, loss): what the TrainStep differentiates
         assert trained is trainer.net and getattr(trained, "_amp_level", None) == level

@@ -100,37 +100,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data_info(cfg: Config):
-    """The dataset's shape facts; for export without the dataset files, fall back to
-    data.image_size and model/data.num_classes."""
-    from ms_suite.data import DatasetInfo, dataset_info
-    from ms_suite.errors import UserError
-    from ms_suite.models.registry import model_info
-
-    try:
-        info = dataset_info(cfg.data)
-    except UserError:
-        shape = model_info(cfg.model.name).input_size
-        size = cfg.data.image_size
-        info = DatasetInfo(num_classes=cfg.model.num_classes or cfg.data.num_classes,
-                           input_shape=(shape[0], size, size), num_samples={"train": 0, "eval": 0})
-    return info
-
-
 def _prepare(args: argparse.Namespace):
-    from ms_suite.engine.tasks import get_task
-    from ms_suite.models.registry import model_info
-    from ms_suite.models.weights import load_pretrained
+    from ms_suite.engine.model_config import build_model_from_checkpoint
     from ms_suite.runtime import init_runtime
 
     cfg = load_config(args.config, args.overrides)
     init_runtime(cfg.runtime, cfg.train.seed)
-    info = _data_info(cfg)
-    task = get_task(model_info(cfg.model.name).task)
-    cfg.model.pretrained = None  # the weights come from --checkpoint
-    net, _ = task.build_model(cfg, info)
-    load_pretrained(net, args.checkpoint, allow_new_head=False)
-    net.set_train(False)
+    task, net, info = build_model_from_checkpoint(cfg, args.checkpoint)
     return cfg, task, net, info
 
 

@@ -29,14 +29,17 @@ import ms_suite
 from ms_suite.config import Config, save_config, to_dict
 from ms_suite.data import build_dataset, dataset_info, steps_per_epoch
 from ms_suite.engine.callbacks import Callback, CallbackList, Progress, TrainState
-from ms_suite.engine.checkpoint import CheckpointManager, latest_valid, own_slice, rank_dir, read_checkpoint
+from ms_suite.engine.checkpoint import (CheckpointManager, latest_valid, own_slice, rank_dir, read_checkpoint,
+                                        step_checkpoints)
 from ms_suite.engine.lr import build_lr_schedule
+from ms_suite.engine.model_config import META_FIELD, adopt_model_config, saved_model_config
 from ms_suite.engine.optim import build_optimizer
 from ms_suite.engine.rundir import RunDir, log_to_file
 from ms_suite.engine.tasks import get_task
 from ms_suite.engine.train_step import EmaUpdate, TrainStep
 from ms_suite.errors import UserError
 from ms_suite.models import model_info
+from ms_suite.models.registry import model_config
 from ms_suite.runtime import (DistInfo, RuntimeInfo, broadcast_parameters, compile_cache, init_distributed,
                               init_runtime, launch_device_id, replicas_in_sync)
 from ms_suite.runtime.auto_parallel import check_trainer_support
@@ -120,8 +123,11 @@ class Trainer:
             log.info("device %s (%s)", self.runtime.device, self.runtime.reason)
             save_config(cfg, self.run.config_file)
         self.info = dataset_info(cfg.data)
+        self._adopt_resume_model_config()
         self.task = get_task(model_info(cfg.model.name).task)
         self.net, self.num_classes = self.task.build_model(cfg, self.info)
+        self.model_config = model_config(self.net, cfg.model.name, self.num_classes, cfg.model.kwargs,
+                                         self.info.input_shape)
         if self.model_hook is not None:
             self.net = self.model_hook(self.net)
         self._apply_amp()
@@ -169,15 +175,26 @@ class Trainer:
         return json.dumps([graph_cfg, self.dist.rank, self.dist.world_size], sort_keys=True, default=str)
 
     def _apply_amp(self) -> None:
+        """Replace ``self.net`` with its mixed-precision version: O1 returns a rewritten network,
+        O2/O3 wrap it so it returns float32 (the loss and the loss scale stay in float32)."""
         level = self.cfg.train.amp_level
         if level == "O0":
             return
         if self.runtime.device == "CPU":
             log.warning("train.amp_level=%s is not supported on CPU; training in float32 (O0)", level)
             return
-        ms.amp.auto_mixed_precision(self.net, level)
+        self.net = ms.amp.auto_mixed_precision(self.net, level)
 
     # ------------------------------------------------------------------ resume
+    def _adopt_resume_model_config(self) -> None:
+        """--resume builds the network its checkpoint stores (not the recipe's pretrained folder)."""
+        path = self.resume
+        if path == "auto":
+            path = next(iter(step_checkpoints(self.run.checkpoints)), None)
+        saved = saved_model_config(path) if path else None
+        if saved is not None:
+            adopt_model_config(self.cfg, saved, path)
+
     def _restore(self, state: TrainState) -> Dict[str, Any]:
         """Load the resume checkpoint into the training cell; return its metadata."""
         found = self._resume_checkpoint()
@@ -230,7 +247,8 @@ class Trainer:
     def _meta(self, state: TrainState, best: Optional[float]) -> Dict[str, Any]:
         return {"epoch": state.epoch, "step": state.step, "step_in_epoch": state.step_in_epoch,
                 "best_metric": best, "metrics": state.metrics, "model": self.cfg.model.name,
-                "rng": _get_rng_state(), "ms_suite_version": ms_suite.__version__}
+                "rng": _get_rng_state(), "ms_suite_version": ms_suite.__version__,
+                META_FIELD: self.model_config}
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> Dict[str, Any]:
@@ -303,7 +321,7 @@ class Trainer:
             state.step += 1
             state.step_in_epoch += 1
             state.loss, state.data_s, state.compute_s = loss, data_s, compute_s
-            state.lr = float(self.lr[min(state.step - 1, len(self.lr) - 1)])
+            state.lr = self._applied_lr()
             if first:
                 timing.first_step_s = data_s + compute_s
                 timing.time_to_first_step_s = time.time() - ms_suite.START_TIME
@@ -320,6 +338,12 @@ class Trainer:
             if every and state.step % every == 0 and mid_epoch and self.dist.writes_checkpoints:
                 last_ckpt = self.ckpt.save(self.state_cell, state.step, self._meta(state, None))
         return last_ckpt
+
+    def _applied_lr(self) -> float:
+        """The learning rate of the latest weight update. The LR position is the optimizer's
+        global_step (what a checkpoint resumes from), which a skipped overflow step does not advance."""
+        updates = int(self.step.optimizer.global_step.asnumpy().item())
+        return float(self.lr[min(max(updates - 1, 0), len(self.lr) - 1)])
 
     def _optimizer_step(self, iterator, accum: int):
         """Run ``accum`` micro-batches and one weight update; returns (loss, data_s, compute_s)."""

@@ -20,7 +20,7 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 from ms_suite.errors import UserError
-from ms_suite.launch.rank_table import RankTable
+from ms_suite.launch.rank_table import RankTable, logical_device_id
 
 WORKER = ["-m", "ms_suite.launch.worker"]
 ENV_PREFIXES = ("MS_", "RANK_", "DEVICE_", "HCCL_", "NCCL_", "ASCEND_", "CUDA_", "GLOG_", "OMP_", "MINDSPORE_")
@@ -147,7 +147,7 @@ def rank_table_commands(cluster: Cluster, table: RankTable, args: Sequence[str],
     procs = []
     for device, cpus in zip(devices, cores):
         env = {"RANK_TABLE_FILE": os.path.abspath(table.path), "RANK_SIZE": str(table.rank_size),
-               "RANK_ID": str(device.rank_id), "DEVICE_ID": str(device.device_id)}
+               "RANK_ID": str(device.rank_id), "DEVICE_ID": str(logical_device_id(device.device_id))}
         prefix = ["taskset", "-c", cpus] if cpus else []
         procs.append(Process(prefix + [sys.executable, *WORKER, *args], env=env, rank=device.rank_id,
                              log=worker_log(log_dir, device.rank_id)))

@@ -38,6 +38,16 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     return params, meta
 
 
+def read_checkpoint_meta(path: str) -> Dict[str, Any]:
+    """Only the metadata of checkpoint ``path`` (no tensors are loaded); {} when it has none or
+    cannot be read (:func:`read_checkpoint` reports a bad file when the weights are loaded)."""
+    try:
+        text = ms.load_checkpoint(path, choice_func=lambda name: name == META_KEY).get(META_KEY)
+    except (ValueError, RuntimeError, OSError):
+        return {}
+    return json.loads(text) if isinstance(text, str) else {}
+
+
 def model_weights(params: Dict[str, Any]) -> Dict[str, Any]:
     """The model's weights from a training checkpoint, preferring its EMA copies when present."""
     ema = {name[len("ema."):]: value for name, value in params.items() if name.startswith("ema.")}
@@ -71,8 +81,11 @@ def load_pretrained(net: ms.nn.Cell, path: str, info: Optional[ModelInfo] = None
                 problems.append(f"{name} ({found})")
     if problems:
         more = f" and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
+        only_head = all(problem.startswith(head) for problem in problems)
+        culprit = ("model.num_classes" if only_head else
+                   "model.name and model.kwargs (the network's shape: layers, widths, vocabulary)")
         raise UserError(f"checkpoint {path} does not fit {model}: {', '.join(problems[:_SHOWN])}{more}; "
-                        "check model.name and model.num_classes against the run that wrote it")
+                        f"check {culprit} against the run that wrote it")
     if head_mismatch:
         log.warning("classifier %s* of %s not loaded from %s (missing or different number of classes);"
                     " it keeps its fresh initialisation", head, model, path)

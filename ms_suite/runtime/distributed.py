@@ -68,6 +68,13 @@ def launch_device_id(cfg: ParallelConfig) -> Optional[int]:
     return int(value)
 
 
+def process_rank() -> int:
+    """This process's global rank once the collectives are initialised (by :func:`init_distributed`), else 0."""
+    from mindspore.communication import GlobalComm, get_rank
+
+    return get_rank() if GlobalComm.INITED else 0
+
+
 def init_distributed(cfg: ParallelConfig, strategy_dir: Optional[str] = None) -> DistInfo:
     """Initialise collectives and the parallel context; standalone is a no-op. In semi-auto/auto
     parallel each rank saves its sharding strategy as ``<strategy_dir>/rank_<r>.ckpt``."""

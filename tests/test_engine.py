@@ -121,6 +121,7 @@ def test_ema_update_and_swap():
     np.testing.assert_allclose(first.asnumpy(), start + 2.0, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_optional_features_train_together(tmp_path, cache_env):
     """AdamW + EMA + mixup/cutmix + label smoothing + accumulation + clipping + AMP request on CPU."""
     out = tmp_path / "features"
@@ -138,6 +139,7 @@ def test_optional_features_train_together(tmp_path, cache_env):
     assert any(name.startswith("ema.") for name in params) and any(n.startswith("adam_m.") for n in params)
 
 
+@pytest.mark.slow
 def test_lamb_trains(tmp_path, cache_env):
     out = tmp_path / "lamb"
     cli("train", "-c", "configs/quickstart.yaml", "--output-dir", str(out), "--set", "model.kwargs.base_width=8",

@@ -13,6 +13,7 @@ from ms_suite.profiling.mfu import lookup_peak, training_flops_per_sample
 from ms_suite.profiling.profile_window import check_window, plan_window
 
 
+@pytest.mark.slow
 def test_every_run_reports_mfu_and_step_split(tiny_run):
     from ms_suite.models import create_model
     from ms_suite.models.flops import count_flops
@@ -32,6 +33,7 @@ def test_every_run_reports_mfu_and_step_split(tiny_run):
         assert row in proc.stdout, row
 
 
+@pytest.mark.slow
 def test_metrics_jsonl_has_curves_and_evals(tiny_run):
     out, _ = tiny_run
     records = read_metrics(str(out))
@@ -51,6 +53,7 @@ def test_profile_window_planning():
         check_window(ProfileConfig(enabled=True, start_step=10, stop_step=5))
 
 
+@pytest.mark.slow
 def test_bad_profile_window_fails_before_training(tmp_path, cache_env):
     proc = cli("train", "-c", "configs/quickstart.yaml", "--output-dir", str(tmp_path / "r"), "--set", *TINY,
                "profile.enabled=true", "profile.start_step=5", "profile.stop_step=2", check=False)
@@ -91,6 +94,7 @@ def test_task_can_count_its_own_flops():
     assert training_flops_per_sample(trainer) == 6 * 110_000_000 * 128
 
 
+@pytest.mark.slow
 def test_plot_runs(tiny_run, tmp_path):
     import matplotlib.image
 

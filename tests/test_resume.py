@@ -11,6 +11,8 @@ import pytest
 
 from conftest import ROOT, cli
 
+pytestmark = pytest.mark.slow  # end-to-end: trains or runs the CLI in a subprocess
+
 # 89 steps per epoch x 3 epochs, a checkpoint every 10 steps: plenty of room to kill mid-epoch.
 RESUME = ["model.kwargs.base_width=8", "train.epochs=3", "train.batch_size=16", "eval.every_epochs=0",
           "checkpoint.every_n_steps=10", "checkpoint.keep_last=2"]

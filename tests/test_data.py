@@ -11,7 +11,7 @@ from PIL import Image
 
 from ms_suite.config.schema import DataConfig
 from ms_suite.data import DatasetInfo, build_dataset, dataset_info, steps_per_epoch
-from ms_suite.data.datasets import shard_indices
+from ms_suite.data.datasets import shard_indices, train_order
 from ms_suite.data.transforms import CIFAR_MEAN, CIFAR_STD
 from ms_suite.errors import UserError
 
@@ -99,9 +99,18 @@ def test_train_order_seeded_and_resume_is_exact():
     np.testing.assert_array_equal(resumed[1], full[1][5:])
 
 
+def test_train_order_is_distinct_for_every_seed_and_epoch():
+    """seed s at epoch e+1 must not replay seed s+1 at epoch e (as a seed + epoch generator would)."""
+    orders = {(seed, epoch): shard_indices(1437, "train", seed=seed, epoch=epoch, batch_size=1).tobytes()
+              for seed in range(4) for epoch in range(4)}
+    assert len(set(orders.values())) == len(orders)
+    for seed in range(4):
+        assert sorted(np.frombuffer(orders[seed, 0], dtype=np.int64)) == list(range(1437))
+
+
 def test_train_shards_take_consecutive_batches_of_one_global_batch():
     n, batch, shards = 1437, 5, 2
-    perm = np.random.RandomState(7 + 2).permutation(n)
+    perm = train_order(n, seed=7, epoch=2)
     parts = [shard_indices(n, "train", seed=7, epoch=2, num_shards=shards, shard_id=k, batch_size=batch)
              for k in range(shards)]
     steps = n // (batch * shards)

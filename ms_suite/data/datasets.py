@@ -352,11 +352,18 @@ def _source(cfg: DataConfig) -> _Source:
 # --------------------------------------------------------------------------- order and batching
 
 
+def train_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The permutation of ``n`` train samples for ``epoch``, drawn from a generator seeded with the pair
+    (seed, epoch): no two pairs share an order (``seed + epoch`` would make seed s, epoch e+1 replay
+    seed s+1, epoch e)."""
+    return np.random.default_rng(np.random.SeedSequence([seed, epoch])).permutation(n)
+
+
 def shard_indices(n: int, split: str, *, seed: int = 0, epoch: int = 0, num_shards: int = 1,
                   shard_id: int = 0, batch_size: int = 1) -> np.ndarray:
     """This rank's sample indices for one epoch, before any resume skip.
 
-    Train: a permutation from ``RandomState(seed + epoch)`` cut into global batches of
+    Train: :func:`train_order` cut into global batches of
     ``G = batch_size * num_shards`` (the incomplete last one dropped); at step ``i`` rank ``k``
     takes ``perm[i*G + k*batch_size : i*G + (k+1)*batch_size]``. So ``num_shards`` ranks see the
     same micro-batches as one process with ``batch_size`` and ``num_shards`` accumulation steps.
@@ -368,7 +375,7 @@ def shard_indices(n: int, split: str, *, seed: int = 0, epoch: int = 0, num_shar
         raise ValueError(f"shard_id={shard_id} is not in [0, num_shards={num_shards})")
     if split == "eval":
         return np.arange(n)[shard_id::num_shards]
-    order = np.random.RandomState(seed + epoch).permutation(n)
+    order = train_order(n, seed, epoch)
     steps = n // (batch_size * num_shards)
     return order[:steps * batch_size * num_shards].reshape(steps, num_shards, batch_size)[:, shard_id].ravel()
 

@@ -5,8 +5,9 @@ Every source is mappable: :func:`build_dataset` computes this rank's sample orde
 pure function of (seed, epoch, batch_size, num_shards, shard_id) and a mid-epoch resume skips
 exactly the samples already seen.
 
-Determinism: the ``digits`` and ``synthetic`` sources are generated in numpy per sample index and
-are bit-exact across a resume. Native MindData random ops (crops, flips, mixup/cutmix) are seeded
+Determinism: the ``digits`` and ``synthetic`` sources are generated in numpy per sample index, and
+mixup/cutmix is drawn in numpy per (seed, epoch, micro-batch index) (:class:`BatchMixer`), so they
+are bit-exact across a resume. Native MindData random ops (crops, flips) are seeded
 with ``mindspore.dataset.config.set_seed`` from (seed, epoch, skip_batches): deterministic for a
 fixed ``num_workers``, but a resumed epoch does not reproduce the crops of an uninterrupted run.
 MindData reads that seed when the iterator is created, so create a train dataset's iterator
@@ -459,8 +460,9 @@ def build_dataset(cfg: DataConfig, split: str, batch_size: int, *, seed: int = 0
             raise ValueError(f"skip_batches={skip_batches} is outside this epoch's {steps} batches")
         indices = indices[skip_batches * batch_size:]
         _seed_native_ops(seed, epoch, skip_batches)
+    mixer = transforms.BatchMixer.build(cfg, seed, epoch, skip_batches, num_shards, shard_id) if train else None
     return _pipeline(src, split, indices.tolist(), batch_size,
-                     _model_classes(cfg, src.num_classes, num_classes), seed, epoch)
+                     _model_classes(cfg, src.num_classes, num_classes), seed, epoch, mixer)
 
 
 def _within_cpu_count(cfg: DataConfig) -> DataConfig:
@@ -473,7 +475,7 @@ def _within_cpu_count(cfg: DataConfig) -> DataConfig:
 
 
 def _pipeline(src: _Source, split: str, indices: Sequence[int], batch_size: int, classes: int,
-              seed: int, epoch: int) -> ds.Dataset:
+              seed: int, epoch: int, mixer: Optional[transforms.BatchMixer]) -> ds.Dataset:
     """Read ``indices`` in order, transform, batch (and mix) them."""
     cfg, train = src.cfg, split == "train"
     # An empty SubsetSampler crashes MindData (segfault): read one row and drop its batch instead.
@@ -481,10 +483,10 @@ def _pipeline(src: _Source, split: str, indices: Sequence[int], batch_size: int,
     image_ops = src.image_ops(split)
     if image_ops:
         data = data.map(image_ops, "image", num_parallel_workers=cfg.num_workers, python_multiprocessing=False)
-    mix = transforms.mix_op(cfg) if train else None
     if "label" in src.columns:
-        data = data.map(transforms.label_ops(classes if mix else None), "label")
-    data = data.batch(batch_size, drop_remainder=train)
-    if mix:
-        data = data.map(mix, ["image", "label"])
+        data = data.map(transforms.label_ops(classes if mixer else None), "label")
+    if mixer:
+        data = data.batch(batch_size, drop_remainder=train, per_batch_map=mixer, input_columns=["image", "label"])
+    else:
+        data = data.batch(batch_size, drop_remainder=train)
     return data if indices else data.skip(1)

@@ -120,16 +120,17 @@ def _data_info(cfg: Config):
 def _prepare(args: argparse.Namespace):
     from ms_suite.engine.tasks import get_task
     from ms_suite.models.registry import model_info
-    from ms_suite.models.weights import load_pretrained
+    from ms_suite.models.weights import load_weights, read_checkpoint
     from ms_suite.runtime import init_runtime
 
     cfg = load_config(args.config, args.overrides)
+    params, _ = read_checkpoint(args.checkpoint)  # first: a bad file is then the command's only output
     init_runtime(cfg.runtime, cfg.train.seed)
     info = _data_info(cfg)
     task = get_task(model_info(cfg.model.name).task)
     cfg.model.pretrained = None  # the weights come from --checkpoint
     net, _ = task.build_model(cfg, info)
-    load_pretrained(net, args.checkpoint, allow_new_head=False)
+    load_weights(net, params, args.checkpoint, allow_new_head=False)
     net.set_train(False)
     return cfg, task, net, info
 

@@ -37,8 +37,9 @@ class RuntimeInfo:
 
 
 @contextlib.contextmanager
-def _captured_native_output() -> Iterator[list]:
-    """Capture what MindSpore's C++ side prints to stdout/stderr (plugin load messages)."""
+def captured_native_output() -> Iterator[list]:
+    """Capture what MindSpore writes to the process's stdout/stderr file descriptors (its C++ side,
+    e.g. plugin load messages, and its ``[ERROR] ME(...)`` log lines) as a list of stripped lines."""
     lines: list = []
     with tempfile.TemporaryFile(mode="w+") as tmp:
         saved = [os.dup(1), os.dup(2)]
@@ -59,7 +60,7 @@ def probe_device(name: str) -> Tuple[bool, str]:
     """Whether MindSpore can load ``name`` here, and a short reason when it cannot."""
     from mindspore import hal
 
-    with _captured_native_output() as lines:
+    with captured_native_output() as lines:
         try:
             ok = bool(hal.is_available(name))
         except Exception as err:  # plugin loaders raise assorted errors

@@ -15,6 +15,7 @@ INSTALL_REQUIRES = [
     "safetensors",             # reading model.safetensors (Hugging Face BERT import, torchvision weights)
     "optuna==5.0.0",           # `ms-suite tune`: samplers, pruners, resumable RDB studies (grid order is seeded per version)
     "matplotlib",              # `ms-suite tune`: the study plot (study.png)
+    "decorator",               # runtime.graph_kernel=true on CPU: MindSpore's AKG kernel compiler imports it
 ]
 
 EXTRAS = {

@@ -12,6 +12,8 @@ import pytest
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # end-to-end: trains or runs the CLI in a subprocess
+
 COMMON = {"benchmark", "quick", "others_cores_max", "quiet", "machine"}
 TARGET = {"target", "met"}
 EXPECTED = {

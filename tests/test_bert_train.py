@@ -9,6 +9,8 @@ import pytest
 from bert_fixtures import write_classification, write_corpus, write_tagging, write_vocab
 from conftest import ROOT, cli
 
+pytestmark = pytest.mark.slow  # end-to-end: trains or runs the CLI in a subprocess
+
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory, cache_env):

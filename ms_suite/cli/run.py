@@ -102,11 +102,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _prepare(args: argparse.Namespace):
     from ms_suite.engine.model_config import build_model_from_checkpoint
+    from ms_suite.models.weights import read_checkpoint
     from ms_suite.runtime import init_runtime
 
     cfg = load_config(args.config, args.overrides)
+    params, meta = read_checkpoint(args.checkpoint)  # first: a bad file is then the command's only output
     init_runtime(cfg.runtime, cfg.train.seed)
-    task, net, info = build_model_from_checkpoint(cfg, args.checkpoint)
+    task, net, info = build_model_from_checkpoint(cfg, args.checkpoint, params, meta)
     return cfg, task, net, info
 
 

@@ -93,14 +93,22 @@ def step_checkpoints(directory: str) -> list:
 
 
 def latest_valid(directory: str) -> Optional[Tuple[str, Dict[str, Any], Dict[str, Any]]]:
-    """The newest checkpoint in ``directory`` that loads; corrupt ones are skipped with a warning."""
+    """The newest checkpoint in ``directory`` that loads. Unreadable newer ones are named in one
+    warning line, whether an older one is then used or none is left (the run starts fresh)."""
+    skipped = []
     for path in step_checkpoints(directory):
         try:
             params, meta = read_checkpoint(path)
-        except UserError as err:
-            log.warning("resume: skipping %s", str(err).split("; pick another")[0])
+        except UserError:
+            skipped.append(os.path.basename(path))
             continue
+        if skipped:
+            log.warning("resume: skipping unreadable checkpoint(s) %s (corrupt or truncated); using %s",
+                        ", ".join(skipped), os.path.basename(path))
         return path, params, meta
+    if skipped:
+        log.warning("resume: every checkpoint in %s is unreadable (corrupt or truncated): %s; starting fresh",
+                    directory, ", ".join(skipped))
     return None
 
 

@@ -17,7 +17,7 @@ from ms_suite.data import DatasetInfo, dataset_info
 from ms_suite.engine.tasks import Task, get_task
 from ms_suite.errors import UserError
 from ms_suite.models import model_info
-from ms_suite.models.weights import load_pretrained, read_checkpoint_meta
+from ms_suite.models.weights import load_weights, read_checkpoint_meta
 
 log = logging.getLogger("ms_suite")
 
@@ -48,13 +48,15 @@ def _recipe_differences(cfg: Config, saved: Dict[str, Any]) -> List[str]:
             if mine is not None and mine != theirs]
 
 
-def build_model_from_checkpoint(cfg: Config, path: str) -> Tuple[Task, nn.Cell, DatasetInfo]:
-    """(task, network in eval mode with the weights of ``path``, shape facts) for eval and export.
+def build_model_from_checkpoint(cfg: Config, path: str, params: Dict[str, Any],
+                                meta: Dict[str, Any]) -> Tuple[Task, nn.Cell, DatasetInfo]:
+    """(task, network in eval mode with the weights of ``path``, shape facts) for eval and export;
+    ``params``, ``meta``: the checkpoint as :func:`ms_suite.models.weights.read_checkpoint` read it.
 
     The network is the one ``path`` was trained with; a checkpoint without a stored model
     configuration falls back to the recipe, sized by its dataset when present, else by
     ``data.image_size`` and ``model.num_classes``/``data.num_classes``."""
-    saved = saved_model_config(path)
+    saved = meta.get(META_FIELD)
     if saved is not None:
         adopt_model_config(cfg, saved, path)
         info = DatasetInfo(num_classes=saved["num_classes"], input_shape=tuple(saved["input_shape"]),
@@ -64,7 +66,7 @@ def build_model_from_checkpoint(cfg: Config, path: str) -> Tuple[Task, nn.Cell, 
         info = _recipe_info(cfg)
     task = get_task(model_info(cfg.model.name).task)
     net, _ = task.build_model(cfg, info)
-    load_pretrained(net, path, allow_new_head=False)
+    load_weights(net, params, path, allow_new_head=False)
     net.set_train(False)
     return task, net, info
 

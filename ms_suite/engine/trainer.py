@@ -114,6 +114,8 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
         cfg = self.cfg
+        # A named --resume checkpoint is read first, so a bad file is the run's only output line.
+        self._named_resume = read_checkpoint(self.resume) if self.resume not in (None, "auto") else None
         self.runtime: RuntimeInfo = init_runtime(cfg.runtime, cfg.train.seed, launch_device_id(cfg.parallel))
         check_trainer_support(cfg.parallel, cfg.train)
         self.dist: DistInfo = init_distributed(cfg.parallel, os.path.join(self.run.path, "strategy"))
@@ -213,7 +215,8 @@ class Trainer:
         state.epoch, state.step = meta["epoch"], meta["step"]
         state.step_in_epoch = meta["step_in_epoch"]
         _set_rng_state(meta.get("rng", {}))
-        log.info("resumed from %s: epoch %d, step %d", path, state.epoch + 1, state.step)
+        log.info("resumed from %s: epoch %d, step %d; %d of %d steps to go", path, state.epoch + 1, state.step,
+                 max(state.total_steps - state.step, 0), state.total_steps)
         return meta
 
     def _resume_checkpoint(self) -> Optional[Tuple[str, Dict[str, Any], Dict[str, Any]]]:
@@ -225,7 +228,9 @@ class Trainer:
             if found is None:
                 log.info("resume auto: no valid checkpoint in %s, starting fresh", self.ckpt.directory)
             return found
-        path = own_slice(self.resume, self.dist.rank) if self.dist.sliced else self.resume
+        if not self.dist.sliced:
+            return (self.resume, *self._named_resume)
+        path = own_slice(self.resume, self.dist.rank)
         return (path, *read_checkpoint(path))
 
     def _load_state(self, path: str, params: Dict[str, Any]) -> None:

@@ -48,10 +48,11 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
 def read_checkpoint_meta(path: str) -> Dict[str, Any]:
     """Only the metadata of checkpoint ``path`` (no tensors are loaded); {} when it has none or
     cannot be read (:func:`read_checkpoint` reports a bad file when the weights are loaded)."""
-    try:
-        text = ms.load_checkpoint(path, choice_func=lambda name: name == META_KEY).get(META_KEY)
-    except (ValueError, RuntimeError, OSError):
-        return {}
+    with captured_native_output():
+        try:
+            text = ms.load_checkpoint(path, choice_func=lambda name: name == META_KEY).get(META_KEY)
+        except (ValueError, RuntimeError, OSError):
+            return {}
     return json.loads(text) if isinstance(text, str) else {}
 
 

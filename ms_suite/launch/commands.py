@@ -154,6 +154,14 @@ def rank_table_commands(cluster: Cluster, table: RankTable, args: Sequence[str],
     return procs
 
 
+def shell_lines(commands: Sequence[Process]) -> List[str]:
+    """Lines that run ``commands`` from a shell as the launcher does: several at once (each in the
+    background, then ``wait``), a single one in the foreground."""
+    if len(commands) == 1:
+        return [commands[0].shell()]
+    return [c.shell() + " &" for c in commands] + ["wait"]
+
+
 def worker_log(log_dir: str, rank: int) -> str:
     return os.path.join(log_dir, f"worker_{rank}.log")
 

@@ -216,10 +216,14 @@ class Job:
         if self.heartbeats is None or self.hang_timeout is None:
             return None
         self.heartbeats.poll()
-        stalled = self.heartbeats.stalled(self.hang_timeout)
+        markers = {r.rank: r.markers() for r in self.ranks}
+        ended = {rank for rank, (_, code) in markers.items() if code is not None}  # exited ranks make no progress
+        if not self.msrun:
+            ended |= {rank.rank for proc, rank in zip(self.procs, self.ranks) if proc.poll() is not None}
+        stalled = [rank for rank in self.heartbeats.stalled(self.hang_timeout) if rank not in ended]
         if not stalled:
             return None
-        pids = {r.rank: r.markers()[0] for r in self.ranks}
+        pids = {rank: pid for rank, (pid, _) in markers.items()}
         for rank in stalled:
             if pids.get(rank):
                 try:
@@ -333,7 +337,7 @@ class Supervisor:
                 return 130
             stop = self._stop_reason(failure)
             if stop:
-                self._record(failure, heartbeats, None, stop)
+                self._record(failure, heartbeats, None, "stop", stop)
                 self._tell_story(stop)
                 return USER_ERROR_CODE if failure.user_error else 1
             resume = self._restart(failure, heartbeats)
@@ -374,7 +378,8 @@ class Supervisor:
         return point[1] if point else None
 
     def _record(self, failure: Failure, heartbeats: Optional[Heartbeats], point: Optional[Tuple[int, str]],
-                action: str) -> dict:
+                action: str, reason: Optional[str] = None) -> dict:
+        """Append one line to restarts.jsonl: ``action`` is "restart" or "stop" (then ``reason`` says why)."""
         last_step = heartbeats.last_step() if heartbeats else None
         resumed = point[0] if point else 0
         record = {"time": datetime.datetime.now().isoformat(timespec="seconds"), "action": action,
@@ -383,7 +388,8 @@ class Supervisor:
                   "resumed_step": resumed if action == "restart" else None,
                   "resumed_from": point[1] if point else None,
                   "steps_lost": max(last_step - resumed, 0) if action == "restart" and last_step else 0,
-                  "logs": self._archive_logs(len(self.records) + 1) if action == "restart" else None}
+                  "logs": self._archive_logs(len(self.records) + 1) if action == "restart" else None,
+                  "stop_reason": reason}
         self.records.append(record)
         if self.policy.run_dir:
             with open(self.restarts_file, "a") as fh:

@@ -343,3 +343,34 @@ def test_the_hang_hook_is_ignored_outside_test_mode(monkeypatch):
     assert Heartbeat().hang_at is None
     monkeypatch.setenv(TEST_MODE_ENV, "1")
     assert Heartbeat().hang_at == (1, 5)
+
+
+# --------------------------------------------------------------------------- launcher flags
+
+
+def test_rank_table_commands_with_restart_flags_run_the_ranks_concurrently(tmp_path, capsys):
+    from ms_suite.cli.launch import script_main
+    from ms_suite.cli.main import main
+
+    table = tmp_path / "hccl_8p.json"
+    assert main(["rank-table", "generate", "--hosts", "10.0.0.1", "--device-ip-pattern", "192.168.10{device}.1",
+                 "-o", str(table)]) == 0
+    capsys.readouterr()
+    assert script_main(["distribute", "-c", RECIPE, "-n", "8", "--rank-table", str(table), "--output-dir", "/r",
+                        "--max-restarts", "3", "--hang-timeout", "600", "--print-cmd"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "# --max-restarts / --hang-timeout are the launcher's: these commands run the job once"
+    commands = lines[2:]
+    assert len(commands) == 9 and commands[-1] == "wait"
+    assert all(line.endswith("> /r/logs/worker_%d.log 2>&1 &" % rank) for rank, line in enumerate(commands[:-1]))
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--max-restarts", "-1"], "--max-restarts -1 must be 0 or more"),
+    (["--hang-timeout", "0"], "--hang-timeout 0 must be a positive number of seconds"),
+])
+def test_bad_restart_flags_are_one_line_errors(capsys, flags, fragment):
+    from ms_suite.cli.launch import script_main
+
+    assert script_main(["distribute", "-c", RECIPE, "-n", "2", *flags, "--print-cmd"]) == 2
+    assert fragment in capsys.readouterr().err

@@ -70,7 +70,8 @@ def main() -> None:
     info = model_info(cfg.model.name)
     classes = cfg.model.num_classes or info.num_classes
     init_runtime(cfg.runtime, cfg.train.seed)
-    net, train_step = build(cfg, info.task, tuple(info.input_size), classes, 10 ** 6)
+    # The LR table covers every step run here (its length is part of the checkpoint's size).
+    net, train_step = build(cfg, info.task, tuple(info.input_size), classes, 1 + 3 * rounds * steps)
     batch = tuple(Tensor(a) for a in random_batch(info.task, tuple(info.input_size), args.batch, classes))
     train_step.set_train(True)
 

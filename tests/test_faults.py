@@ -314,7 +314,8 @@ def test_without_max_restarts_the_job_stops_naming_the_rank_and_resumes_by_hand(
     _kill_rank_at(out, 0, KILL_AT_STEP, job)
     code, stdout, stderr = _finish(job)
     assert code == 1 and "error: rank 0 failed (killed by SIGKILL); stopped all ranks of this node." in stderr
-    assert "restart" not in stderr and not (out / "summary.json").exists()
+    assert "relaunching" not in stderr and not (out / "summary.json").exists()
+    assert [r["action"] for r in restarts(out)] == ["stop"]
     code, stdout, stderr = _finish(_launch(out, "--resume", "auto"))
     assert code == 0, stderr[-3000:]
     assert "resumed from" in (out / "logs" / "worker_1.log").read_text()

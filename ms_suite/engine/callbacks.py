@@ -144,11 +144,14 @@ def read_heartbeat(path: str) -> Optional[int]:
 
 class Heartbeat(Callback):
     """In distributed runs, each rank writes ``<step> <unix time>`` to ``heartbeat/rank_<r>`` in the
-    run directory at train begin, every optimizer step and every epoch end. The launcher's hang
-    detection (``--hang-timeout``) watches these files."""
+    run directory at train begin, after optimizer steps (at most once every ``every_s`` seconds: a
+    shared file system need not take a write per step from every rank) and at every epoch end. The
+    launcher's hang detection (``--hang-timeout``) watches these files."""
 
-    def __init__(self) -> None:
+    def __init__(self, every_s: float = 1.0) -> None:
         self.path: Optional[str] = None
+        self.every_s = every_s
+        self.last = 0.0
         self.hang_at = _injected_hang()
 
     def on_train_begin(self, state: TrainState) -> None:
@@ -159,8 +162,9 @@ class Heartbeat(Callback):
             self._beat(state)
 
     def on_step_end(self, state: TrainState) -> None:
-        self._beat(state)
-        if self.hang_at == (state.trainer.dist.rank, state.step):
+        if time.monotonic() - self.last >= self.every_s:
+            self._beat(state)
+        if self.path and self.hang_at == (state.trainer.dist.rank, state.step):
             _hang_once(os.path.dirname(self.path))
 
     def on_epoch_end(self, state: TrainState) -> None:
@@ -170,6 +174,7 @@ class Heartbeat(Callback):
         if self.path:
             with open(self.path, "w") as fh:
                 fh.write(f"{state.step} {time.time():.3f}\n")
+            self.last = time.monotonic()
 
 
 def _injected_hang() -> Optional[Tuple[int, int]]:

@@ -397,13 +397,15 @@ class Supervisor:
         return record
 
     def _archive_logs(self, attempt: int) -> Optional[str]:
-        """Move this node's logs to ``logs/attempt_<k>/``: the next attempt writes fresh ones."""
-        log_dir = os.path.dirname(self.ranks[0].path) if self.ranks else None
-        if not log_dir:
+        """Move this node's rank logs (and on node 0 msrun's scheduler log) to ``logs/attempt_<k>/``: the
+        next attempt writes fresh ones. Other nodes' logs in a shared folder are theirs to move."""
+        if not self.ranks:
             return None
+        log_dir = os.path.dirname(self.ranks[0].path)
         target = os.path.join(log_dir, f"attempt_{attempt}")
         os.makedirs(target, exist_ok=True)
-        for path in glob.glob(os.path.join(log_dir, "*.log")):
+        scheduler = glob.glob(os.path.join(log_dir, "scheduler*.log")) if self.policy.node == 0 else []
+        for path in [r.path for r in self.ranks if os.path.exists(r.path)] + scheduler:
             shutil.move(path, os.path.join(target, os.path.basename(path)))
         return target
 
@@ -415,7 +417,8 @@ class Supervisor:
         lines = [f"giving up: {stop}. What happened:"]
         for number, record in enumerate(self.records, 1):
             resumed = (f"; restarted from step {record['resumed_step']}" if record["action"] == "restart" else "")
-            lines.append(f"  attempt {number}: rank {record['rank']} {record['cause']}{resumed}")
+            who = "the launcher:" if record["rank"] is None else f"rank {record['rank']}"
+            lines.append(f"  attempt {number}: {who} {record['cause']}{resumed}")
         lines.append(f"  details: {self.restarts_file}; logs of each attempt in logs/attempt_<k>/")
         print("\n".join(lines), file=sys.stderr)
 

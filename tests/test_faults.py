@@ -219,6 +219,27 @@ def test_a_full_disk_during_training_is_one_line_and_keeps_earlier_checkpoints(t
     assert read_checkpoint(str(out / "checkpoints" / "step_00000004.ckpt"))[1]["step"] == 4
 
 
+@pytest.mark.slow
+def test_a_run_with_async_save_writes_the_checkpoints_a_synchronous_run_writes(tmp_path, cache_env):
+    from conftest import cli
+    from ms_suite.engine.checkpoint import read_checkpoint
+
+    tiny = ["model.kwargs.base_width=8", "train.epochs=1", "train.batch_size=64", "eval.every_epochs=0",
+            "checkpoint.every_n_steps=4", "checkpoint.keep_last=5"]
+    for mode in ("sync", "async"):
+        cli("train", "-c", RECIPE, "--output-dir", str(tmp_path / mode), "--set", *tiny,
+            f"checkpoint.async_save={mode == 'async'}")
+    names = sorted(os.listdir(tmp_path / "sync" / "checkpoints"))
+    assert names == sorted(os.listdir(tmp_path / "async" / "checkpoints"))
+    assert names == ["best.ckpt"] + [f"step_{step:08d}.ckpt" for step in (8, 12, 16, 20, 22)]  # 4 pruned
+    for name in names:
+        (want, want_meta), (got, got_meta) = (read_checkpoint(str(tmp_path / m / "checkpoints" / name))
+                                              for m in ("sync", "async"))
+        assert want.keys() == got.keys() and want_meta["step"] == got_meta["step"], name
+        for key in want:
+            np.testing.assert_array_equal(got[key].asnumpy(), want[key].asnumpy(), err_msg=f"{name} {key}")
+
+
 # --------------------------------------------------------------------------- 2-rank CPU msrun jobs
 
 

@@ -224,8 +224,7 @@ def _restart_policy(args: argparse.Namespace, out: str, node: int):
 
 
 def run_distribute(args: argparse.Namespace) -> int:
-    from ms_suite.launch.commands import (check_port_free, msrun_command, rank_table_commands, shell_lines,
-                                          worker_args, worker_log)
+    from ms_suite.launch.commands import check_port_free, node_commands, shell_lines, worker_args, worker_log
     from ms_suite.launch.rank_table import load_rank_table
     from ms_suite.launch.supervisor import RankLog, Supervisor
 
@@ -240,10 +239,8 @@ def run_distribute(args: argparse.Namespace) -> int:
 
     def launch(resume: Optional[str]) -> list:
         """This node's commands; a restart resumes from ``resume``."""
-        train = worker_args(args.config, out, args.overrides, device, resume or args.resume, mode)
-        if table:
-            return rank_table_commands(cluster, table, train, log_dir)
-        return [msrun_command(cluster, train, log_dir)]
+        return node_commands(cluster, table, worker_args(args.config, out, args.overrides, device,
+                                                         resume or args.resume, mode), log_dir)
 
     commands = launch(None)
     local = [c.rank for c in commands] if table else cluster.local_ranks

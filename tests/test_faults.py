@@ -354,6 +354,7 @@ def test_a_hung_rank_is_detected_its_stack_logged_and_the_job_restarted(tmp_path
     assert "no progress for 30 s after step" in record["cause"]
     hung_log = (out / "logs" / "attempt_1" / "worker_1.log").read_text()
     assert "most recent call first" in hung_log and "in _hang_once" in hung_log
+    assert "most recent call first" in (out / "logs" / "attempt_1" / "worker_0.log").read_text()  # every rank's stack
     _assert_same_weights(out, uninterrupted)
 
 

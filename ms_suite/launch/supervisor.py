@@ -8,8 +8,8 @@ itself. Rank-table mode: the supervisor starts one process per device and polls 
 
 Hangs (``--hang-timeout``): every rank writes its step to ``heartbeat/rank_<r>`` in the run
 directory (:class:`ms_suite.engine.callbacks.Heartbeat`). A rank whose file has not changed for the
-timeout (counted from the launch) has hung: the supervisor sends it ``SIGUSR1``, on which the worker
-writes every thread's Python stack into its log, then stops the job.
+timeout (counted from the launch) has hung: the supervisor sends ``SIGUSR1`` to every running rank,
+on which the worker writes every thread's Python stack into its log, then stops the job.
 
 Restarts: each failure is one line of ``restarts.jsonl`` in the run directory; a rank exiting with
 code 2 (a user error: bad recipe, missing file) is never restarted; ``summary.json`` of a finished
@@ -212,7 +212,8 @@ class Job:
         return failed[0] if failed else None
 
     def hang(self) -> Optional[Failure]:
-        """With a hang timeout: the longest-stalled rank, after every stalled rank dumped its stacks."""
+        """With a hang timeout: the longest-stalled rank, after every running rank dumped its stacks (in a
+        collective hang all ranks stall within seconds; their stacks show which one is stuck elsewhere)."""
         if self.heartbeats is None or self.hang_timeout is None:
             return None
         self.heartbeats.poll()
@@ -223,11 +224,10 @@ class Job:
         stalled = [rank for rank in self.heartbeats.stalled(self.hang_timeout) if rank not in ended]
         if not stalled:
             return None
-        pids = {rank: pid for rank, (pid, _) in markers.items()}
-        for rank in stalled:
-            if pids.get(rank):
+        for rank, (pid, _) in markers.items():
+            if pid and rank not in ended:
                 try:
-                    os.kill(pids[rank], STACK_SIGNAL)
+                    os.kill(pid, STACK_SIGNAL)
                 except ProcessLookupError:
                     pass
         time.sleep(STACK_WAIT_S)

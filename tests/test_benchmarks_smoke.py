@@ -17,6 +17,8 @@ pytestmark = pytest.mark.slow  # end-to-end: trains or runs the CLI in a subproc
 COMMON = {"benchmark", "quick", "others_cores_max", "quiet", "machine"}
 TARGET = {"target", "met"}
 EXPECTED = {
+    "async_save": {"ratio", "step_ms_none", "step_ms_sync", "step_ms_async", "save_call_ms_sync",
+                   "save_call_ms_async", "checkpoint_mb"} | TARGET,
     "overhead": {"ratio", "suite_samples_per_s", "bare_samples_per_s", "runs"} | TARGET,
     "throughput": {"rows", "peak_tflops", "peak_source"},
     "vs_pytorch": {"ratio", "models", "settings", "refused_on_cpu"} | TARGET,

@@ -196,12 +196,13 @@ def test_print_cmd_rank_table_two_nodes_of_eight(tmp_path):
     proc = script("run_distribute_train.sh", "-c", RECIPE, "-n", "16", "--rank-table", str(table), "--nodes", "2",
                   "--node-rank", "1", "--output-dir", "/shared/r50", "--print-cmd")
     lines = _commands(proc)
-    assert len(lines) == 8
-    for device, line in enumerate(lines):
+    assert len(lines) == 9 and lines[-1] == "wait"  # pasted into a shell, the 8 ranks run at once
+    for device, line in enumerate(lines[:-1]):
         rank = 8 + device
         assert line == (f"RANK_TABLE_FILE={table} RANK_SIZE=16 RANK_ID={rank} DEVICE_ID={device} {sys.executable} "
                         f"-m ms_suite.launch.worker train -c {RECIPE} --output-dir /shared/r50 --set "
-                        f"parallel.mode=data_parallel runtime.device=Ascend > /shared/r50/logs/worker_{rank}.log 2>&1")
+                        f"parallel.mode=data_parallel runtime.device=Ascend > /shared/r50/logs/worker_{rank}.log "
+                        "2>&1 &")
 
 
 @pytest.mark.slow

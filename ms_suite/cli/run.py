@@ -72,11 +72,12 @@ def _throughput_rows(summary: Dict[str, Any]) -> list:
 
 def run_callbacks(cfg: Config) -> list:
     """The callbacks a recipe asks for, for every command that trains (train, tune, compress):
-    metrics.jsonl and MFU/step split in summary.json always; MindInsight summaries and a profiler
-    window when ``summary.enabled`` / ``profile.enabled``."""
+    metrics.jsonl, MFU/step split in summary.json and (distributed) the heartbeat always; MindInsight
+    summaries and a profiler window when ``summary.enabled`` / ``profile.enabled``."""
+    from ms_suite.engine.callbacks import Heartbeat
     from ms_suite.profiling import MetricsLog, MfuReport, ProfileWindow, SummaryCallback
 
-    callbacks = [MetricsLog(cfg.train.log_every_steps), MfuReport(cfg.runtime.peak_tflops)]
+    callbacks = [MetricsLog(cfg.train.log_every_steps), MfuReport(cfg.runtime.peak_tflops), Heartbeat()]
     if cfg.summary.enabled:
         callbacks.append(SummaryCallback(cfg.summary))
     if cfg.profile.enabled:

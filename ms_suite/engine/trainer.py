@@ -156,7 +156,8 @@ class Trainer:
         self.ema = EmaUpdate(self.net, cfg.train.ema_decay) if cfg.train.ema_decay else None
         self.state_cell = TrainingCell(self.step, self.ema)
         ckpt_dir = rank_dir(self.run.checkpoints, self.dist.rank) if self.dist.sliced else self.run.checkpoints
-        self.ckpt = CheckpointManager(ckpt_dir, cfg.checkpoint.keep_last, cfg.checkpoint.keep_best)
+        self.ckpt = CheckpointManager(ckpt_dir, cfg.checkpoint.keep_last, cfg.checkpoint.keep_best,
+                                      cfg.checkpoint.async_save)
         self._pending_slice = None  # (path, params) to load once the sliced step has compiled
 
     # Keys that only change parameter *values* (the learning-rate table, initial weights, data), never
@@ -296,6 +297,7 @@ class Trainer:
                 if improved and cfg.checkpoint.keep_best:
                     self.ckpt.mark_best(last_ckpt)
             callbacks.on_epoch_end(state)
+        self.ckpt.flush()
         if evaluated_at != state.step and not self.dist.sliced:  # stopped mid-epoch, or resumed a finished run
             state.metrics = self._evaluate()
         state.timing = timing

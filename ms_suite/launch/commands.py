@@ -154,6 +154,21 @@ def rank_table_commands(cluster: Cluster, table: RankTable, args: Sequence[str],
     return procs
 
 
+def node_commands(cluster: Cluster, table: Optional[RankTable], args: Sequence[str], log_dir: str) -> List[Process]:
+    """This node's commands: one process per device with a rank table, else one msrun."""
+    if table is not None:
+        return rank_table_commands(cluster, table, args, log_dir)
+    return [msrun_command(cluster, args, log_dir)]
+
+
+def shell_lines(commands: Sequence[Process]) -> List[str]:
+    """Lines that run ``commands`` from a shell as the launcher does: several at once (each in the
+    background, then ``wait``), a single one in the foreground."""
+    if len(commands) == 1:
+        return [commands[0].shell()]
+    return [c.shell() + " &" for c in commands] + ["wait"]
+
+
 def worker_log(log_dir: str, rank: int) -> str:
     return os.path.join(log_dir, f"worker_{rank}.log")
 

@@ -19,7 +19,7 @@ import math
 import os
 import random
 import time
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import mindspore as ms
 import numpy as np
@@ -30,6 +30,7 @@ from ms_suite.config import Config, save_config, to_dict
 from ms_suite.data import build_dataset, dataset_info, steps_per_epoch
 from ms_suite.engine.callbacks import Callback, CallbackList, Progress, TrainState
 from ms_suite.engine.checkpoint import CheckpointManager, latest_valid, own_slice, rank_dir, read_checkpoint
+from ms_suite.engine.evaluate import join_samples, num_samples
 from ms_suite.engine.lr import build_lr_schedule
 from ms_suite.engine.optim import build_optimizer
 from ms_suite.engine.rundir import RunDir, log_to_file
@@ -37,8 +38,8 @@ from ms_suite.engine.tasks import get_task
 from ms_suite.engine.train_step import EmaUpdate, TrainStep
 from ms_suite.errors import UserError
 from ms_suite.models import model_info
-from ms_suite.runtime import (DistInfo, RuntimeInfo, broadcast_parameters, compile_cache, init_distributed,
-                              init_runtime, launch_device_id, replicas_in_sync)
+from ms_suite.runtime import (DistInfo, RuntimeInfo, all_gather_arrays, broadcast_parameters, compile_cache,
+                              init_distributed, init_runtime, launch_device_id, replicas_in_sync)
 from ms_suite.runtime.auto_parallel import check_trainer_support
 from ms_suite.runtime.distributed import agree_on_step, last_stage_loss
 
@@ -150,6 +151,8 @@ class Trainer:
         ckpt_dir = rank_dir(self.run.checkpoints, self.dist.rank) if self.dist.sliced else self.run.checkpoints
         self.ckpt = CheckpointManager(ckpt_dir, cfg.checkpoint.keep_last, cfg.checkpoint.keep_best)
         self._pending_slice = None  # (path, params) to load once the sliced step has compiled
+        self.eval_seconds: List[float] = []  # wall time of each evaluation
+        self.eval_samples_per_rank: List[int] = []  # of the last evaluation
 
     # Keys that only change parameter *values* (the learning-rate table, initial weights, data), never
     # a graph's structure or shapes: runs differing only in these share compiled graphs.
@@ -350,16 +353,28 @@ class Trainer:
         return due and not self.dist.sliced  # sliced weights: evaluate the merged checkpoint instead
 
     def _evaluate(self) -> Dict[str, float]:
+        """Metrics over the eval split. Data-parallel ranks predict their own shard and gather the
+        per-sample outputs, so every rank computes the single-process metrics from the same arrays."""
+        start = time.perf_counter()
         batch = self.cfg.eval.batch_size or self.cfg.train.batch_size
-        dataset = build_dataset(self.cfg.data, "eval", batch, seed=self.cfg.train.seed,
-                                num_classes=self.num_classes)
+        shards, shard_id = self.dist.data_shards
+        dataset = build_dataset(self.cfg.data, "eval", batch, seed=self.cfg.train.seed, num_shards=shards,
+                                shard_id=shard_id, num_classes=self.num_classes)
         if self.ema is not None:
             self.ema.swap()
         try:
-            return self.task.evaluate(self.net, dataset, batch)
+            if shards > 1:  # BN statistics differ per rank: evaluate rank 0's, the ones its checkpoint holds
+                broadcast_parameters([param for param in self.net.get_parameters() if not param.requires_grad])
+            outputs = self.task.predict(self.net, dataset, batch)
         finally:
             if self.ema is not None:
                 self.ema.swap()
+        parts = all_gather_arrays(outputs) if shards > 1 else [outputs]
+        self.eval_samples_per_rank = [num_samples(part) for part in parts]
+        self.eval_seconds.append(time.perf_counter() - start)
+        log.info("rank %d evaluated %d of %d eval samples in %.3f s", self.dist.rank,
+                 self.eval_samples_per_rank[self.dist.rank], sum(self.eval_samples_per_rank), self.eval_seconds[-1])
+        return self.task.metrics(join_samples(parts))
 
     def _improved(self, metrics: Dict[str, float], best: Optional[float]) -> bool:
         value = metrics.get(self.cfg.checkpoint.monitor)
@@ -384,6 +399,8 @@ class Trainer:
             "data_wait_share": round(timing.data_wait_share, 4),
             "compile_s": round(timing.compile_s(self.global_batch), 3),
             "time_to_first_step_s": round(timing.time_to_first_step_s, 3), "wall_s": round(wall_s, 3),
+            "eval_s": [round(seconds, 3) for seconds in self.eval_seconds],
+            "eval_samples_per_rank": self.eval_samples_per_rank,
             "stopped_early": state.stop, "mindspore_version": ms.__version__,
             "ms_suite_version": ms_suite.__version__, "final_checkpoint": last_ckpt,
             "best_checkpoint": (os.path.join(self.run.checkpoints, "best.ckpt")

@@ -8,10 +8,12 @@ every rank computes the metrics of the whole split from the same arrays.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Dict, Iterator, List
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import numpy as np
 from mindspore import Tensor, nn
+
+from ms_suite.runtime.distributed import DistInfo, all_gather_arrays
 
 Outputs = Dict[str, np.ndarray]
 
@@ -42,7 +44,16 @@ def join_samples(parts: List[Outputs]) -> Outputs:
 
 
 def num_samples(outputs: Outputs) -> int:
+    """The samples in per-sample outputs."""
     return len(next(iter(outputs.values()))) if outputs else 0
+
+
+def gather_samples(outputs: Outputs, dist: DistInfo) -> Tuple[Outputs, List[int]]:
+    """Every data-parallel rank's per-sample outputs joined in rank order (rank ``k`` holds the
+    ``k``-th run of consecutive eval batches, so this is the single-process order), and the number
+    of samples each rank contributed."""
+    parts = all_gather_arrays(outputs) if dist.replicated else [outputs]
+    return join_samples(parts), [num_samples(part) for part in parts]
 
 
 def predict_batches(dataset, score: Callable[..., Outputs]) -> Outputs:

@@ -19,7 +19,7 @@ import math
 import os
 import random
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import mindspore as ms
 import numpy as np
@@ -30,16 +30,16 @@ from ms_suite.config import Config, save_config, to_dict
 from ms_suite.data import build_dataset, dataset_info, steps_per_epoch
 from ms_suite.engine.callbacks import Callback, CallbackList, Progress, TrainState
 from ms_suite.engine.checkpoint import CheckpointManager, latest_valid, own_slice, rank_dir, read_checkpoint
-from ms_suite.engine.evaluate import join_samples, num_samples
 from ms_suite.engine.lr import build_lr_schedule
 from ms_suite.engine.optim import build_optimizer
 from ms_suite.engine.rundir import RunDir, log_to_file
 from ms_suite.engine.tasks import get_task
+from ms_suite.engine.evaluate import gather_samples
 from ms_suite.engine.train_step import EmaUpdate, TrainStep
 from ms_suite.errors import UserError
 from ms_suite.models import model_info
-from ms_suite.runtime import (DistInfo, RuntimeInfo, all_gather_arrays, broadcast_parameters, compile_cache,
-                              init_distributed, init_runtime, launch_device_id, replicas_in_sync)
+from ms_suite.runtime import (DistInfo, RuntimeInfo, broadcast_parameters, compile_cache, init_distributed,
+                              init_runtime, launch_device_id, replicas_in_sync)
 from ms_suite.runtime.auto_parallel import check_trainer_support
 from ms_suite.runtime.distributed import agree_on_step, last_stage_loss
 
@@ -108,6 +108,8 @@ class Trainer:
         self.progress = progress
         self.model_hook = model_hook
         self.loss_hook = loss_hook
+        self.eval_seconds = []  # wall time of each evaluation
+        self.eval_samples_per_rank = []  # samples each rank evaluated, last evaluation
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
@@ -151,8 +153,6 @@ class Trainer:
         ckpt_dir = rank_dir(self.run.checkpoints, self.dist.rank) if self.dist.sliced else self.run.checkpoints
         self.ckpt = CheckpointManager(ckpt_dir, cfg.checkpoint.keep_last, cfg.checkpoint.keep_best)
         self._pending_slice = None  # (path, params) to load once the sliced step has compiled
-        self.eval_seconds: List[float] = []  # wall time of each evaluation
-        self.eval_samples_per_rank: List[int] = []  # of the last evaluation
 
     # Keys that only change parameter *values* (the learning-rate table, initial weights, data), never
     # a graph's structure or shapes: runs differing only in these share compiled graphs.
@@ -363,18 +363,17 @@ class Trainer:
         if self.ema is not None:
             self.ema.swap()
         try:
-            if shards > 1:  # BN statistics differ per rank: evaluate rank 0's, the ones its checkpoint holds
+            if self.dist.replicated:  # BN statistics differ per rank: evaluate rank 0's, the ones its checkpoint holds
                 broadcast_parameters([param for param in self.net.get_parameters() if not param.requires_grad])
             outputs = self.task.predict(self.net, dataset, batch)
         finally:
             if self.ema is not None:
                 self.ema.swap()
-        parts = all_gather_arrays(outputs) if shards > 1 else [outputs]
-        self.eval_samples_per_rank = [num_samples(part) for part in parts]
+        outputs, self.eval_samples_per_rank = gather_samples(outputs, self.dist)
         self.eval_seconds.append(time.perf_counter() - start)
         log.info("rank %d evaluated %d of %d eval samples in %.3f s", self.dist.rank,
                  self.eval_samples_per_rank[self.dist.rank], sum(self.eval_samples_per_rank), self.eval_seconds[-1])
-        return self.task.metrics(join_samples(parts))
+        return self.task.metrics(outputs)
 
     def _improved(self, metrics: Dict[str, float], best: Optional[float]) -> bool:
         value = metrics.get(self.cfg.checkpoint.monitor)

@@ -10,7 +10,7 @@ evaluation: shard dataset, forward passes, gather, metrics); the first evaluatio
 graph, so the figure is the median of the later ones. Runs alternate 1 2 1 2.
 Speedup = eval time with 1 worker / eval time with 2 workers (ideal 2).
 
-    .venv/bin/python benchmarks/eval_scaling.py [--samples 2048] [--eval-batch 32] [--epochs 3] [--rounds 2] [--quick]
+    .venv/bin/python benchmarks/eval_scaling.py [--samples 1024] [--eval-batch 32] [--epochs 3] [--rounds 2] [--quick]
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ RECIPE = "configs/resnet/resnet18_cifar10.yaml"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--samples", type=int, default=2048, help="synthetic train samples (eval: a quarter)")
+    parser.add_argument("--samples", type=int, default=1024, help="synthetic train samples (eval: a quarter)")
     parser.add_argument("--eval-batch", type=int, default=32, help="eval batch size")
     parser.add_argument("--train-batch", type=int, default=256, help="train batch per worker")
     parser.add_argument("--epochs", type=int, default=3, help="epochs (one evaluation after each; >= 2)")

@@ -24,6 +24,7 @@ EXPECTED = {
     "vs_pytorch": {"ratio", "models", "settings", "refused_on_cpu"} | TARGET,
     "data_pipeline": {"ratio", "pipelines", "data_wait_share"} | TARGET,
     "dp_scaling": {"efficiency", "one_worker_samples_per_s", "two_workers_samples_per_s"} | TARGET,
+    "eval_scaling": {"speedup", "one_worker_eval_s", "two_workers_eval_s", "eval_samples"},
     "startup": {"ratio", "cold_s", "warm_s", "runs"} | TARGET,
 }
 

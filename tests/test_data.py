@@ -130,14 +130,18 @@ def test_train_shards_take_consecutive_batches_of_one_global_batch():
         np.testing.assert_array_equal(shard[1], single[1][:, k].reshape(shard[1].shape))
 
 
-def test_eval_is_sequential_deterministic_and_sharded_by_stride():
+def test_eval_is_sequential_deterministic_and_sharded_by_whole_batches():
     cfg = DataConfig(augment=True)
     first, second = rows(build_dataset(cfg, "eval", 64)), rows(build_dataset(cfg, "eval", 64))
     np.testing.assert_array_equal(first[0], second[0])
     assert len(first[1]) == 360  # drop_remainder=False
-    shard = rows(build_dataset(cfg, "eval", 7, num_shards=3, shard_id=1))
-    np.testing.assert_array_equal(shard[0], first[0][1::3])
+    # 360 samples = 52 batches of 7 (the last one short): ranks read batches 0-16, 17-33 and 34-51.
+    shards = [rows(build_dataset(cfg, "eval", 7, num_shards=3, shard_id=k)) for k in range(3)]
+    assert [len(images) for images, _ in shards] == [17 * 7, 17 * 7, 360 - 34 * 7]
+    np.testing.assert_array_equal(np.concatenate([images for images, _ in shards]), first[0])
     assert steps_per_epoch(cfg, "eval", 7, num_shards=3) == 18
+    # Fewer batches than ranks: the first rank reads nothing, the batch is not split.
+    assert [len(shard_indices(5, "eval", num_shards=2, shard_id=k, batch_size=7)) for k in (0, 1)] == [0, 5]
 
 
 def test_resume_at_epoch_end_yields_nothing():

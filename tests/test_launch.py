@@ -109,6 +109,36 @@ def test_ranks_end_identical_and_match_one_process_on_the_same_batches(dp_run, r
         np.testing.assert_allclose(dp.asnumpy(), single.asnumpy(), rtol=1e-4, atol=1e-5, err_msg=dp.name)
 
 
+def _one_process_metrics(run_dir) -> dict:
+    """The whole eval split in this process, in graph mode like the trainer, with the run's final checkpoint."""
+    from ms_suite.config import load_config
+    from ms_suite.data import build_dataset, dataset_info
+    from ms_suite.engine.tasks import get_task
+    from ms_suite.models import model_info
+    from ms_suite.models.weights import load_pretrained
+    from ms_suite.runtime import init_runtime
+
+    cfg = load_config(str(run_dir / "config.yaml"))
+    init_runtime(cfg.runtime, cfg.train.seed)
+    info = dataset_info(cfg.data)
+    task = get_task(model_info(cfg.model.name).task)
+    net, _ = task.build_model(cfg, info)
+    load_pretrained(net, summary(run_dir)["final_checkpoint"], allow_new_head=False)
+    return task.evaluate(net, build_dataset(cfg.data, "eval", cfg.eval.batch_size), cfg.eval.batch_size)
+
+
+@pytest.mark.slow
+def test_each_rank_evaluates_its_shard_and_the_metrics_equal_one_process_exactly(dp_run):
+    out, _ = dp_run
+    result = summary(out)
+    # 360 eval samples in batches of 128: rank 0 reads batch 0, rank 1 batches 1 and 2 (104 + 24 padding).
+    assert result["eval_samples_per_rank"] == [128, 232]
+    for rank, count in ((0, 128), (1, 232)):
+        assert f"rank {rank} evaluated {count} of 360 eval samples" in (out / "logs" / f"worker_{rank}.log").read_text()
+    assert len(result["eval_s"]) == 1 and result["eval_s"][0] > 0
+    assert result["metrics"] == _one_process_metrics(out)  # every float bit for bit, samples 360
+
+
 @pytest.mark.slow
 def test_eval_script_reproduces_the_distributed_run_metrics(dp_run):
     out, _ = dp_run

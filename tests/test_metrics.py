@@ -8,7 +8,8 @@ from mindspore import nn
 from sklearn.metrics import accuracy_score, f1_score, log_loss, top_k_accuracy_score
 
 from ms_suite.engine.bert_tasks import classification_scores
-from ms_suite.engine.evaluate import classification_metrics, evaluate
+from ms_suite.engine.evaluate import classification_metrics, sample_scores
+from ms_suite.engine.tasks import get_task
 
 
 def _softmax(logits):
@@ -17,19 +18,20 @@ def _softmax(logits):
 
 
 @pytest.mark.parametrize("classes", [3, 10])
-def test_top1_top5_and_loss_sums_match_sklearn(classes):
+def test_top1_top5_and_loss_match_sklearn(classes):
     rng = np.random.default_rng(classes)
     logits = rng.normal(size=(97, classes)) * 3
     labels = rng.integers(0, classes, 97)
-    got = classification_metrics(logits, labels)
+    got = classification_metrics(sample_scores(logits, labels))
     every = list(range(classes))
-    assert got["top1"] == pytest.approx(top_k_accuracy_score(labels, logits, k=1, labels=every, normalize=False))
+    assert got["samples"] == 97
+    assert got["top1"] == pytest.approx(100 * top_k_accuracy_score(labels, logits, k=1, labels=every))
     k = min(5, classes)
-    want_top5 = top_k_accuracy_score(labels, logits, k=k, labels=every, normalize=False) if k < classes else 97
+    want_top5 = 100 * top_k_accuracy_score(labels, logits, k=k, labels=every) if k < classes else 100.0
     assert got["top5"] == pytest.approx(want_top5)
-    assert got["loss"] == pytest.approx(log_loss(labels, _softmax(logits), labels=every, normalize=False), rel=1e-9)
+    assert got["loss"] == pytest.approx(log_loss(labels, _softmax(logits), labels=every), rel=1e-9)
     one_hot = np.eye(classes)[labels]
-    assert classification_metrics(logits, one_hot) == got  # mixed/one-hot labels score by their argmax
+    assert classification_metrics(sample_scores(logits, one_hot)) == got  # one-hot labels score by their argmax
 
 
 def test_evaluate_over_short_last_batch_matches_sklearn():
@@ -39,7 +41,7 @@ def test_evaluate_over_short_last_batch_matches_sklearn():
     images = rng.normal(size=(23, 6)).astype(np.float32)
     labels = rng.integers(0, 10, 23).astype(np.int32)
     data = ds.NumpySlicesDataset({"image": images, "label": labels}, shuffle=False).batch(8)  # 8, 8, 7
-    got = evaluate(net, data, 8)
+    got = get_task("image-classification").evaluate(net, data, 8)
     logits = net(ms.Tensor(images)).asnumpy().astype(np.float64)
     assert got["samples"] == 23
     assert got["top1"] == pytest.approx(100 * accuracy_score(labels, logits.argmax(1)))
@@ -55,6 +57,6 @@ def test_accuracy_and_macro_f1_match_sklearn(classes, absent):
     if absent is not None:
         labels[labels == absent] = 0
         predictions[predictions == absent] = 1
-    got = classification_scores(predictions, labels, classes)
+    got = classification_scores(predictions, labels)
     assert got["accuracy"] == pytest.approx(100 * accuracy_score(labels, predictions))
     assert got["f1"] == pytest.approx(100 * f1_score(labels, predictions, average="macro"))

@@ -368,23 +368,33 @@ def shard_indices(n: int, split: str, *, seed: int = 0, epoch: int = 0, num_shar
     ``G = batch_size * num_shards`` (the incomplete last one dropped); at step ``i`` rank ``k``
     takes ``perm[i*G + k*batch_size : i*G + (k+1)*batch_size]``. So ``num_shards`` ranks see the
     same micro-batches as one process with ``batch_size`` and ``num_shards`` accumulation steps.
-    Eval: sequential, not truncated (every sample is evaluated once; ranks may differ by one
-    sample); rank ``k`` takes every ``num_shards``-th index starting at ``k``.
+    Eval: sequential, not truncated (every sample is evaluated once); rank ``k`` takes the ``k``-th
+    of ``num_shards`` contiguous runs of whole batches (:func:`eval_shard`), so each sample meets the
+    same batch neighbours as in one process and the ranks' outputs, joined in rank order, are the
+    single-process outputs.
     """
     _check_split(split)
     if num_shards < 1 or not 0 <= shard_id < num_shards:
         raise ValueError(f"shard_id={shard_id} is not in [0, num_shards={num_shards})")
     if split == "eval":
-        return np.arange(n)[shard_id::num_shards]
+        return np.arange(n)[eval_shard(n, batch_size, num_shards, shard_id)]
     order = train_order(n, seed, epoch)
     steps = n // (batch_size * num_shards)
     return order[:steps * batch_size * num_shards].reshape(steps, num_shards, batch_size)[:, shard_id].ravel()
 
 
+def eval_shard(n: int, batch_size: int, num_shards: int, shard_id: int) -> slice:
+    """The eval samples of rank ``k = shard_id`` of ``S = num_shards``: the single-process batches
+    ``k*m//S`` to ``(k+1)*m//S - 1`` of ``m = ceil(n / batch_size)``; ranks differ by at most one batch."""
+    batches = math.ceil(n / batch_size)
+    first, last = (batches * k // num_shards for k in (shard_id, shard_id + 1))
+    return slice(first * batch_size, min(last * batch_size, n))
+
+
 def _num_batches(n: int, split: str, batch_size: int, num_shards: int) -> int:
     if split == "train":
         return (n // num_shards) // batch_size
-    return math.ceil(math.ceil(n / num_shards) / batch_size)
+    return math.ceil(math.ceil(n / batch_size) / num_shards)
 
 
 def _check_split(split: str) -> None:

@@ -36,6 +36,7 @@ from ms_suite.engine.model_config import META_FIELD, adopt_model_config, saved_m
 from ms_suite.engine.optim import build_optimizer
 from ms_suite.engine.rundir import RunDir, log_to_file
 from ms_suite.engine.tasks import get_task
+from ms_suite.engine.evaluate import gather_samples
 from ms_suite.engine.train_step import EmaUpdate, TrainStep
 from ms_suite.errors import UserError
 from ms_suite.models import model_info
@@ -110,6 +111,8 @@ class Trainer:
         self.progress = progress
         self.model_hook = model_hook
         self.loss_hook = loss_hook
+        self.eval_seconds = []  # wall time of each evaluation
+        self.eval_samples_per_rank = []  # samples each rank evaluated, last evaluation
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
@@ -381,16 +384,27 @@ class Trainer:
         return due and not self.dist.sliced  # sliced weights: evaluate the merged checkpoint instead
 
     def _evaluate(self) -> Dict[str, float]:
+        """Metrics over the eval split. Data-parallel ranks predict their own shard and gather the
+        per-sample outputs, so every rank computes the single-process metrics from the same arrays."""
+        start = time.perf_counter()
         batch = self.cfg.eval.batch_size or self.cfg.train.batch_size
-        dataset = build_dataset(self.cfg.data, "eval", batch, seed=self.cfg.train.seed,
-                                num_classes=self.num_classes)
+        shards, shard_id = self.dist.data_shards
+        dataset = build_dataset(self.cfg.data, "eval", batch, seed=self.cfg.train.seed, num_shards=shards,
+                                shard_id=shard_id, num_classes=self.num_classes)
         if self.ema is not None:
             self.ema.swap()
         try:
-            return self.task.evaluate(self.net, dataset, batch)
+            if self.dist.replicated:  # BN statistics differ per rank: evaluate rank 0's, the ones its checkpoint holds
+                broadcast_parameters([param for param in self.net.get_parameters() if not param.requires_grad])
+            outputs = self.task.predict(self.net, dataset, batch)
         finally:
             if self.ema is not None:
                 self.ema.swap()
+        outputs, self.eval_samples_per_rank = gather_samples(outputs, self.dist)
+        self.eval_seconds.append(time.perf_counter() - start)
+        log.info("rank %d evaluated %d of %d eval samples in %.3f s", self.dist.rank,
+                 self.eval_samples_per_rank[self.dist.rank], sum(self.eval_samples_per_rank), self.eval_seconds[-1])
+        return self.task.metrics(outputs)
 
     def _improved(self, metrics: Dict[str, float], best: Optional[float]) -> bool:
         value = metrics.get(self.cfg.checkpoint.monitor)
@@ -415,6 +429,8 @@ class Trainer:
             "data_wait_share": round(timing.data_wait_share, 4),
             "compile_s": round(timing.compile_s(self.global_batch), 3),
             "time_to_first_step_s": round(timing.time_to_first_step_s, 3), "wall_s": round(wall_s, 3),
+            "eval_s": [round(seconds, 3) for seconds in self.eval_seconds],
+            "eval_samples_per_rank": self.eval_samples_per_rank,
             "stopped_early": state.stop, "mindspore_version": ms.__version__,
             "ms_suite_version": ms_suite.__version__, "final_checkpoint": last_ckpt,
             "best_checkpoint": (os.path.join(self.run.checkpoints, "best.ckpt")

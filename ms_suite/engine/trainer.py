@@ -227,9 +227,9 @@ class Trainer:
         self._load_state(path, params)
         self._pending_slice = None
 
-    def _meta(self, state: TrainState, best: Optional[float]) -> Dict[str, Any]:
+    def _meta(self, state: TrainState) -> Dict[str, Any]:
         return {"epoch": state.epoch, "step": state.step, "step_in_epoch": state.step_in_epoch,
-                "best_metric": best, "metrics": state.metrics, "model": self.cfg.model.name,
+                "best_metric": state.best_metric, "metrics": state.metrics, "model": self.cfg.model.name,
                 "rng": _get_rng_state(), "ms_suite_version": ms_suite.__version__}
 
     # ------------------------------------------------------------------ loop
@@ -246,7 +246,7 @@ class Trainer:
         meta = self._restore(state)
         if self.dist.replicated:
             broadcast_parameters(self.state_cell.get_parameters())
-        best = meta.get("best_metric")
+        state.best_metric = meta.get("best_metric")
         callbacks = CallbackList([Progress(cfg.train.log_every_steps, self.progress and self.dist.is_main)]
                                  + self.extra_callbacks)
         timing = Timing()
@@ -265,11 +265,11 @@ class Trainer:
                 state.metrics, evaluated_at = self._evaluate(), state.step
                 log.info("epoch %d eval: %s", state.epoch + 1, _fmt_metrics(state.metrics))
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
-            improved = self._improved(state.metrics, best)
+            improved = self._improved(state.metrics, state.best_metric)
             if improved:
-                best = state.metrics[cfg.checkpoint.monitor]
+                state.best_metric = state.metrics[cfg.checkpoint.monitor]
             if self.dist.writes_checkpoints:
-                last_ckpt = self.ckpt.save(self.state_cell, state.step, self._meta(state, best))
+                last_ckpt = self.ckpt.save(self.state_cell, state.step, self._meta(state))
                 if improved and cfg.checkpoint.keep_best:
                     self.ckpt.mark_best(last_ckpt)
             callbacks.on_epoch_end(state)
@@ -277,7 +277,7 @@ class Trainer:
             state.metrics = self._evaluate()
         state.timing = timing
         callbacks.on_train_end(state)
-        summary = self._summary(state, best, timing, last_ckpt, time.perf_counter() - wall_start)
+        summary = self._summary(state, state.best_metric, timing, last_ckpt, time.perf_counter() - wall_start)
         summary.update(state.summary)
         if self.dist.replicated:
             summary["replicas_in_sync"] = replicas_in_sync(self.net.trainable_params(), self.dist)
@@ -318,7 +318,7 @@ class Trainer:
             every = cfg.checkpoint.every_n_steps
             mid_epoch = state.step_in_epoch < self.steps_per_epoch
             if every and state.step % every == 0 and mid_epoch and self.dist.writes_checkpoints:
-                last_ckpt = self.ckpt.save(self.state_cell, state.step, self._meta(state, None))
+                last_ckpt = self.ckpt.save(self.state_cell, state.step, self._meta(state))
         return last_ckpt
 
     def _optimizer_step(self, iterator, accum: int):

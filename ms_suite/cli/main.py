@@ -8,7 +8,7 @@ import sys
 from typing import List, Optional
 
 from ms_suite import __version__
-from ms_suite.errors import UserError
+from ms_suite.errors import UserError, first_line
 
 COMMAND_MODULES = ["ms_suite.cli.zoo", "ms_suite.cli.run", "ms_suite.cli.tune", "ms_suite.cli.insight",
                    "ms_suite.cli.prepare_data", "ms_suite.cli.compress", "ms_suite.cli.launch"]
@@ -31,13 +31,6 @@ def _quiet_mindspore(debug: bool) -> None:
     """MindSpore logs warnings to stderr by default; keep the console for the suite's own output."""
     os.environ.setdefault("GLOG_v", "2" if debug else "3")
     os.environ.setdefault("GLOG_logtostderr", "1")
-
-
-def _first_meaningful_line(err: Exception) -> str:
-    """MindSpore errors open with banners of dashes and headings; skip to the first real sentence."""
-    lines = [line.strip(" -") for line in str(err).splitlines()]
-    text = [line for line in lines if line and not line.endswith(":")]
-    return text[0] if text else ""
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -63,7 +56,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if debug:
             raise
         logging.getLogger("ms_suite").debug("unexpected error", exc_info=True)
-        print(f"error: {type(err).__name__}: {_first_meaningful_line(err)[:300]} "
+        print(f"error: {type(err).__name__}: {first_line(err)[:300]} "
               "(rerun with --debug for the traceback)", file=sys.stderr)
         return 1
 

@@ -66,9 +66,9 @@ class CheckpointManager:
         self.directory = directory
         self.keep_last = keep_last
         self.keep_best = keep_best
-        os.makedirs(directory, exist_ok=True)
 
     def save(self, cell: nn.Cell, step: int, meta: Dict[str, Any]) -> str:
+        os.makedirs(self.directory, exist_ok=True)
         path = os.path.join(self.directory, f"step_{step:08d}.ckpt")
         atomic_save(cell, path, meta)
         self._prune()

@@ -32,11 +32,12 @@ from ms_suite.engine.callbacks import Callback, CallbackList, Progress, TrainSta
 from ms_suite.engine.checkpoint import CheckpointManager, latest_valid, own_slice, rank_dir, read_checkpoint
 from ms_suite.engine.lr import build_lr_schedule
 from ms_suite.engine.optim import build_optimizer
-from ms_suite.engine.rundir import RunDir, log_to_file
+from ms_suite.engine.rundir import RunDir, deferred_log_file
 from ms_suite.engine.tasks import get_task
 from ms_suite.engine.train_step import EmaUpdate, TrainStep
-from ms_suite.errors import UserError
+from ms_suite.errors import UserError, first_line
 from ms_suite.models import model_info
+from ms_suite.models.dropout import DropoutSeeds
 from ms_suite.runtime import (DistInfo, RuntimeInfo, broadcast_parameters, compile_cache, init_distributed,
                               init_runtime, launch_device_id, replicas_in_sync)
 from ms_suite.runtime.auto_parallel import check_trainer_support
@@ -115,16 +116,14 @@ class Trainer:
         check_trainer_support(cfg.parallel, cfg.train)
         self.dist: DistInfo = init_distributed(cfg.parallel, os.path.join(self.run.path, "strategy"))
         self._cleanup.enter_context(compile_cache(self.runtime, cfg.runtime, self._graph_fingerprint()))
-        if self.dist.is_main:
-            self._cleanup.enter_context(log_to_file(self.run.log_file))
-            log.info("device %s (%s)", self.runtime.device, self.runtime.reason)
-            save_config(cfg, self.run.config_file)
         self.info = dataset_info(cfg.data)
         self.task = get_task(model_info(cfg.model.name).task)
         self.net, self.num_classes = self.task.build_model(cfg, self.info)
         if self.model_hook is not None:
             self.net = self.model_hook(self.net)
         self._apply_amp()
+        # Sliced (semi-auto/auto parallel) runs keep MindSpore's dropout: the hashed masks index whole tensors.
+        self.dropout = DropoutSeeds(None if self.dist.sliced else self.net, cfg.train.seed)
         accum = cfg.train.accumulation_steps
         shards, _ = self.dist.data_shards  # 1 in semi-auto/auto parallel: train.batch_size is the global batch
         batches = steps_per_epoch(cfg.data, "train", cfg.train.batch_size, shards)
@@ -145,6 +144,7 @@ class Trainer:
                               accumulation_steps=accum,
                               parallel=self.dist.mode if self.dist.world_size > 1 else "standalone",
                               micro_batches=cfg.parallel.micro_batch_num if self.dist.pipeline_stages > 1 else 1)
+        self.dropout.register_in(self.step)
         self.ema = EmaUpdate(self.net, cfg.train.ema_decay) if cfg.train.ema_decay else None
         self.state_cell = TrainingCell(self.step, self.ema)
         ckpt_dir = rank_dir(self.run.checkpoints, self.dist.rank) if self.dist.sliced else self.run.checkpoints
@@ -213,7 +213,7 @@ class Trainer:
 
     def _load_state(self, path: str, params: Dict[str, Any]) -> None:
         missing, _ = ms.load_param_into_net(self.state_cell, params, strict_load=True)
-        missing = [name for name in missing if name != "learning_rate"]
+        missing = [name for name in missing if name not in ("learning_rate", "dropout_position")]
         if missing:
             raise UserError(f"checkpoint {path} does not match this recipe (missing {missing[:3]}); "
                             f"resume with the recipe that wrote it")
@@ -236,7 +236,21 @@ class Trainer:
     def fit(self) -> Dict[str, Any]:
         """Train, evaluate and write summary.json; returns the summary."""
         with contextlib.ExitStack() as self._cleanup:  # holds the train.log handler of this run
-            return self._fit()
+            self._start_log = self._cleanup.enter_context(deferred_log_file())
+            try:
+                return self._fit()
+            except BaseException as err:  # into train.log when the run got that far; the CLI prints it
+                log.error("run failed: %s", _describe(err), extra={"file_only": True})
+                raise
+
+    def _open_run_dir(self) -> None:
+        """The inputs are validated (data, model, resume checkpoint): write the run directory."""
+        if self.dist.is_main:
+            self.run.create()
+            self._start_log(self.run.log_file)
+            save_config(self.cfg, self.run.config_file)
+        else:
+            self._start_log(None)
 
     def _fit(self) -> Dict[str, Any]:
         wall_start = time.perf_counter()
@@ -244,6 +258,7 @@ class Trainer:
         cfg = self.cfg
         state = TrainState(epochs=cfg.train.epochs, steps_per_epoch=self.steps_per_epoch, trainer=self)
         meta = self._restore(state)
+        self._open_run_dir()
         if self.dist.replicated:
             broadcast_parameters(self.state_cell.get_parameters())
         state.best_metric = meta.get("best_metric")
@@ -298,7 +313,7 @@ class Trainer:
         if self._pending_slice is not None:
             self._load_slice(dataset)
         while state.step_in_epoch < self.steps_per_epoch and not state.stop:
-            loss, data_s, compute_s = self._optimizer_step(iterator, accum)
+            loss, data_s, compute_s = self._optimizer_step(iterator, accum, state.step)
             first = state.step == 0 or timing.first_step_s == 0.0
             state.step += 1
             state.step_in_epoch += 1
@@ -321,14 +336,16 @@ class Trainer:
                 last_ckpt = self.ckpt.save(self.state_cell, state.step, self._meta(state))
         return last_ckpt
 
-    def _optimizer_step(self, iterator, accum: int):
-        """Run ``accum`` micro-batches and one weight update; returns (loss, data_s, compute_s)."""
+    def _optimizer_step(self, iterator, accum: int, done_steps: int):
+        """Run ``accum`` micro-batches and the weight update after ``done_steps`` optimizer steps;
+        returns (loss, data_s, compute_s)."""
         data_s = compute_s = 0.0
         losses = []
         for micro in range(accum):
             t0 = time.perf_counter()
             batch = next(iterator)
             t1 = time.perf_counter()
+            self.dropout.set_position(done_steps * accum + micro)
             loss, finite = self.step(micro == accum - 1, *batch)
             losses.append(float(loss.asnumpy()))
             t2 = time.perf_counter()
@@ -367,8 +384,9 @@ class Trainer:
 
     def _log_start(self, state: TrainState) -> None:
         cfg = self.cfg
-        log.info("model %s (%d classes), data %s (%d train / %d eval samples), global batch %d, "
-                 "%d steps/epoch x %d epochs, run dir %s", cfg.model.name, self.num_classes, cfg.data.name,
+        classes = f" ({self.num_classes} classes)" if self.task.has_classes else ""
+        log.info("model %s%s, data %s (%d train / %d eval samples), global batch %d, "
+                 "%d steps/epoch x %d epochs, run dir %s", cfg.model.name, classes, cfg.data.name,
                  self.info.num_samples["train"], self.info.num_samples["eval"], self.global_batch,
                  self.steps_per_epoch, cfg.train.epochs, self.run.path)
 
@@ -390,6 +408,12 @@ class Trainer:
                                 if best is not None and cfg.checkpoint.keep_best else None),
             "run_dir": self.run.path,
         }
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, UserError):
+        return str(err)
+    return "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {first_line(err)}"
 
 
 def _fmt_metrics(metrics: Dict[str, float]) -> str:

@@ -15,6 +15,7 @@ INSTALL_REQUIRES = [
     "safetensors",             # reading model.safetensors (Hugging Face BERT import, torchvision weights)
     "optuna==5.0.0",           # `ms-suite tune`: samplers, pruners, resumable RDB studies (grid order is seeded per version)
     "matplotlib",              # `ms-suite tune`: the study plot (study.png)
+    "tokenizers==0.23.3",      # `ms-suite prepare-data vocab`: WordPiece training (the version transformers pins)
 ]
 
 EXTRAS = {

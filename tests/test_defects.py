@@ -128,3 +128,125 @@ def test_device_line_once_and_a_failed_runs_error_in_its_log(tmp_path, cache_env
     assert f"run failed: {error[len('error: '):]}" in log
     assert proc.stderr.count("device CPU") == 1 and log.count("device CPU") == 1
     assert (run / "config.yaml").is_file()
+
+
+def _final_weights(cfg, run_dir):
+    from ms_suite.engine.trainer import Trainer
+
+    summary = Trainer(cfg, str(run_dir), progress=False).fit()
+    return _weights(summary["final_checkpoint"]), summary
+
+
+def _three_class_data(folder):
+    import csv
+
+    from bert_fixtures import sentiment_rows
+
+    os.makedirs(folder, exist_ok=True)
+    for name, n, seed in (("train", 48, 1), ("dev", 24, 2)):
+        with open(os.path.join(folder, f"{name}.csv"), "w", newline="") as fh:
+            writer = csv.DictWriter(fh, ["text", "label"])
+            writer.writeheader()
+            writer.writerows({"text": row["text"], "label": "abc"[i % 3]}
+                             for i, row in enumerate(sentiment_rows(n, seed)))
+    return folder
+
+
+@pytest.mark.slow
+def test_compile_cache_never_serves_another_runs_graph(tmp_path):
+    """In one cache folder, runs that differ in data (classes), vocabulary, sequence length,
+    optimizer, accumulation, EMA and loss scaling each end bit for bit where a cold run does.
+    Before the cache was keyed on the built train cell, a 3-class run after a 2-class one failed
+    with the 2-class optimizer state ("'grad': 1024 and 'var': 1536")."""
+    import numpy as np
+
+    from bert_fixtures import vocab_words, write_classification, write_vocab
+    from ms_suite.config import load_config
+
+    cache = f"runtime.cache_dir={tmp_path / 'cache'}"
+    small_vocab = write_vocab(str(tmp_path / "vocab.txt"))
+    big_vocab = tmp_path / "vocab_big.txt"
+    big_vocab.write_text("\n".join(vocab_words() + [f"extra{i}" for i in range(40)]) + "\n")
+    bert = [f"data.path={write_classification(str(tmp_path / 'two'), 'csv', train=48, eval_=24)}",
+            f"data.vocab={small_vocab}", "data.seq_len=16", "data.num_workers=1", "train.epochs=1"]
+    resnet = [*TINY, "eval.batch_size=512"]
+    base = {"bert": (BERT_CLS, bert), "resnet": (QUICKSTART, resnet)}
+    variants = [  # (model, overrides on its base)
+        ("bert", [f"data.path={_three_class_data(str(tmp_path / 'three'))}"]),
+        ("bert", [f"data.vocab={big_vocab}"]),
+        ("bert", ["data.seq_len=24"]),
+        ("resnet", ["train.optimizer=adamw", "train.lr=0.003"]),
+        ("resnet", ["train.accumulation_steps=2", "train.batch_size=32"]),
+        ("resnet", ["train.ema_decay=0.9"]),
+        ("resnet", ["train.loss_scale=dynamic"]),
+    ]
+    for name, (recipe, overrides) in base.items():  # fill the cache with each model's base graphs
+        _final_weights(load_config(os.path.join(ROOT, recipe), [*overrides, cache]), tmp_path / f"base_{name}")
+    for i, (name, extra) in enumerate(variants):
+        recipe, overrides = base[name]
+        warm, summary = _final_weights(load_config(os.path.join(ROOT, recipe), [*overrides, *extra, cache]),
+                                       tmp_path / f"warm{i}")
+        cold, _ = _final_weights(load_config(os.path.join(ROOT, recipe),
+                                             [*overrides, *extra, "runtime.compile_cache=false"]), tmp_path / f"cold{i}")
+        assert warm.keys() == cold.keys(), extra
+        for key in cold:
+            np.testing.assert_array_equal(warm[key], cold[key], err_msg=f"{extra}: {key}")
+    assert len(os.listdir(tmp_path / "cache" / "compile")) >= 2
+
+
+def _interrupt_training(run_dir, signo):
+    """Start a quickstart run, send ``signo`` once its first checkpoint exists; (returncode, stderr)."""
+    import signal  # noqa: F401  (the caller's signal numbers)
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-m", "ms_suite", "train", "-c", QUICKSTART, "--output-dir", str(run_dir), "--set",
+            "model.kwargs.base_width=8", "train.epochs=3", "train.batch_size=16", "checkpoint.every_n_steps=10",
+            "eval.every_epochs=0"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not glob.glob(str(run_dir / "checkpoints" / "step_*.ckpt")):
+        assert proc.poll() is None and time.time() < deadline, "training ended before the signal"
+        time.sleep(0.05)
+    proc.send_signal(signo)
+    _, stderr = proc.communicate(timeout=120)
+    return proc.returncode, stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_stops_training_at_a_step_with_a_checkpoint(tmp_path, cache_env, name, code):
+    import signal
+
+    run = tmp_path / "run"
+    returncode, stderr = _interrupt_training(run, getattr(signal, name))
+    assert returncode == code, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"interrupted: {name} at step ") and "--resume auto" in last
+    step = int(last.split(" at step ")[1].split(",")[0])
+    assert (run / "checkpoints" / f"step_{step:08d}.ckpt").is_file()
+    assert not glob.glob(str(run / "checkpoints" / "*tmp*")) and not (run / "summary.json").exists()
+    assert f"run failed: interrupted: {name}" in (run / "train.log").read_text()
+
+
+def test_prepare_data_vocab_builds_a_wordpiece_vocab_bert_tokenizers_agree_on(tmp_path):
+    """A vocab built from a corpus tokenizes with the suite's tokenizer exactly as transformers'
+    BertTokenizer does with the same vocab.txt, and splits unseen words into ## pieces."""
+    from transformers import BertTokenizer
+
+    from bert_fixtures import write_corpus
+    from ms_suite.data.text import WordPieceTokenizer
+
+    corpus = write_corpus(str(tmp_path / "corpus.txt"))
+    proc = cli("prepare-data", "vocab", "--input", corpus, "--output", str(tmp_path / "vocab"), "--vocab-size", "120",
+               "--min-frequency", "1")
+    assert "tokens" in proc.stdout
+    words = (tmp_path / "vocab" / "vocab.txt").read_text().split("\n")
+    assert words[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] and 60 < len([w for w in words if w]) <= 120
+    ours = WordPieceTokenizer(str(tmp_path / "vocab"))
+    reference = BertTokenizer(str(tmp_path / "vocab" / "vocab.txt"), do_lower_case=True)
+    for text in ["The Farmer feeds the cows near the barn.", "A sailor crossed the harbors!",
+                 "Robots orbit the Moon, scanning comets."]:
+        assert ours.tokenize(text) == reference.tokenize(text)
+    assert any(piece.startswith("##") for piece in ours.tokenize("The farmers feeds"))

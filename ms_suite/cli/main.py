@@ -8,8 +8,10 @@ import sys
 from typing import List, Optional
 
 from ms_suite import __version__
+from ms_suite.engine.interrupt import hold_stop_signals, release_stop_signals
 from ms_suite.errors import UserError, first_line
 
+TRAINING_COMMANDS = ("train", "tune", "compress")
 COMMAND_MODULES = ["ms_suite.cli.zoo", "ms_suite.cli.run", "ms_suite.cli.tune", "ms_suite.cli.insight",
                    "ms_suite.cli.prepare_data", "ms_suite.cli.compress", "ms_suite.cli.launch"]
 
@@ -37,8 +39,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     _quiet_mindspore(debug)
+    # Before MindSpore starts threads: the trainer takes Ctrl-C/SIGTERM at a step boundary.
+    hold_stop_signals()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command not in TRAINING_COMMANDS:
+        release_stop_signals()
     from ms_suite.engine.rundir import setup_logging
 
     setup_logging()
@@ -49,9 +55,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print(f"interrupted: {err}" if str(err) else "interrupted", file=sys.stderr)
+        return getattr(err, "exit_code", 130)
     except Exception as err:  # an unexpected failure: say so in one line, keep the traceback for --debug
         if debug:
             raise

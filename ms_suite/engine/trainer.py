@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import random
+import signal
 import time
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
@@ -30,6 +31,7 @@ from ms_suite.config import Config, save_config, to_dict
 from ms_suite.data import build_dataset, dataset_info, steps_per_epoch
 from ms_suite.engine.callbacks import Callback, CallbackList, Progress, TrainState
 from ms_suite.engine.checkpoint import CheckpointManager, latest_valid, own_slice, rank_dir, read_checkpoint
+from ms_suite.engine.interrupt import Interrupted, pending_stop_signal
 from ms_suite.engine.lr import build_lr_schedule
 from ms_suite.engine.optim import build_optimizer
 from ms_suite.engine.rundir import RunDir, deferred_log_file
@@ -115,7 +117,6 @@ class Trainer:
         self.runtime: RuntimeInfo = init_runtime(cfg.runtime, cfg.train.seed, launch_device_id(cfg.parallel))
         check_trainer_support(cfg.parallel, cfg.train)
         self.dist: DistInfo = init_distributed(cfg.parallel, os.path.join(self.run.path, "strategy"))
-        self._cleanup.enter_context(compile_cache(self.runtime, cfg.runtime, self._graph_fingerprint()))
         self.info = dataset_info(cfg.data)
         self.task = get_task(model_info(cfg.model.name).task)
         self.net, self.num_classes = self.task.build_model(cfg, self.info)
@@ -150,23 +151,36 @@ class Trainer:
         ckpt_dir = rank_dir(self.run.checkpoints, self.dist.rank) if self.dist.sliced else self.run.checkpoints
         self.ckpt = CheckpointManager(ckpt_dir, cfg.checkpoint.keep_last, cfg.checkpoint.keep_best)
         self._pending_slice = None  # (path, params) to load once the sliced step has compiled
+        self._cache_entered = False
 
     # Keys that only change parameter *values* (the learning-rate table, initial weights, data), never
-    # a graph's structure or shapes: runs differing only in these share compiled graphs.
+    # a graph's structure or constants; the shapes they imply are in the graph signature.
     VALUE_ONLY_KEYS = {"train": ("lr", "min_lr", "warmup_epochs", "warmup_start_factor", "step_epochs",
                                  "milestones", "gamma", "power", "seed", "log_every_steps"),
                        "data": ("path", "num_workers"), "eval": ("every_epochs",)}
 
-    def _graph_fingerprint(self) -> str:
-        """What shapes the compiled graphs: the recipe minus bookkeeping and value-only keys, and
-        the rank layout."""
+    def _enter_compile_cache(self, dataset) -> None:
+        """MindSpore's compile cache for the rest of the run, keyed on the built train cell and the
+        batches it will see; entered once, before the step's first compile."""
+        if not self._cache_entered:
+            self._cache_entered = True
+            self._cleanup.enter_context(compile_cache(self.runtime, self.cfg.runtime, self._graph_fingerprint(dataset)))
+
+    def _graph_fingerprint(self, dataset) -> str:
+        """What shapes the compiled graphs: every parameter of the training cell by name, shape and
+        dtype (weights with the data's classes and vocabulary, optimizer state, accumulation buffers,
+        EMA, loss scale, LR table), the batch signature, the optimizer class, the recipe minus
+        bookkeeping and value-only keys (the constants of the step) and the rank layout."""
+        params = [(p.name, tuple(p.shape), str(p.dtype)) for p in self.state_cell.get_parameters()]
+        batch = [(tuple(shape), str(dtype)) for shape, dtype in zip(dataset.output_shapes(), dataset.output_types())]
         graph_cfg = to_dict(self.cfg)
         for section in ("checkpoint", "description", "base", "search_space", "tune"):
             graph_cfg.pop(section, None)
         for section, keys in self.VALUE_ONLY_KEYS.items():
             for key in keys:
                 graph_cfg[section].pop(key, None)
-        return json.dumps([graph_cfg, self.dist.rank, self.dist.world_size], sort_keys=True, default=str)
+        return json.dumps([graph_cfg, params, batch, type(self.step.optimizer).__name__, self.dist.rank,
+                           self.dist.world_size], sort_keys=True, default=str)
 
     def _apply_amp(self) -> None:
         level = self.cfg.train.amp_level
@@ -310,6 +324,7 @@ class Trainer:
         iterator = dataset.create_tuple_iterator(num_epochs=1)
         last_ckpt = None
         self.step.set_train(True)  # the top cell's flag selects the training graph (BN batch stats)
+        self._enter_compile_cache(dataset)
         if self._pending_slice is not None:
             self._load_slice(dataset)
         while state.step_in_epoch < self.steps_per_epoch and not state.stop:
@@ -332,8 +347,13 @@ class Trainer:
             callbacks.on_step_end(state)
             every = cfg.checkpoint.every_n_steps
             mid_epoch = state.step_in_epoch < self.steps_per_epoch
-            if every and state.step % every == 0 and mid_epoch and self.dist.writes_checkpoints:
+            signo = pending_stop_signal()  # SIGINT/SIGTERM held since launch: stop here, saving this step
+            if (every and state.step % every == 0 or signo) and mid_epoch and self.dist.writes_checkpoints:
                 last_ckpt = self.ckpt.save(self.state_cell, state.step, self._meta(state))
+            if signo is not None:
+                saved = f", saved {last_ckpt}" if mid_epoch and last_ckpt else ""
+                raise Interrupted(signo, f"{signal.Signals(signo).name} at step {state.step}{saved}; continue "
+                                         f"with --resume auto --output-dir {self.run.path}")
         return last_ckpt
 
     def _optimizer_step(self, iterator, accum: int, done_steps: int):
@@ -413,7 +433,9 @@ class Trainer:
 def _describe(err: BaseException) -> str:
     if isinstance(err, UserError):
         return str(err)
-    return "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {first_line(err)}"
+    if isinstance(err, KeyboardInterrupt):
+        return f"interrupted: {err}" if str(err) else "interrupted"
+    return f"{type(err).__name__}: {first_line(err)}"
 
 
 def _fmt_metrics(metrics: Dict[str, float]) -> str:

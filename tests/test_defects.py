@@ -250,3 +250,14 @@ def test_prepare_data_vocab_builds_a_wordpiece_vocab_bert_tokenizers_agree_on(tm
                  "Robots orbit the Moon, scanning comets."]:
         assert ours.tokenize(text) == reference.tokenize(text)
     assert any(piece.startswith("##") for piece in ours.tokenize("The farmers feeds"))
+
+
+@pytest.mark.slow
+def test_a_step_that_does_not_fit_the_data_is_a_one_line_error(tmp_path, cache_env):
+    """A 3-channel ResNet stem on the 1-channel digits fails to compile: exit 2, one line."""
+    proc = cli("train", "-c", QUICKSTART, "--output-dir", str(tmp_path / "run"), "--set", *TINY,
+               "model.kwargs.in_chans=3", check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "does not fit the batches (64x1x" in errors[0] and "model.kwargs" in errors[0]
+    assert "Traceback" not in proc.stderr

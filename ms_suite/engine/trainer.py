@@ -366,7 +366,7 @@ class Trainer:
             batch = next(iterator)
             t1 = time.perf_counter()
             self.dropout.set_position(done_steps * accum + micro)
-            loss, finite = self.step(micro == accum - 1, *batch)
+            loss, finite = self._run_step(micro == accum - 1, batch)
             losses.append(float(loss.asnumpy()))
             t2 = time.perf_counter()
             data_s, compute_s = data_s + t1 - t0, compute_s + t2 - t1
@@ -379,6 +379,19 @@ class Trainer:
             raise TrainingDiverged(f"loss became {loss} at step {self.step.optimizer.global_step.asnumpy()}; "
                                    f"lower train.lr (now {self.cfg.train.lr}) or set train.clip_grad_norm")
         return loss, data_s, compute_s
+
+    def _run_step(self, apply: bool, batch):
+        """The compiled step; a shape error while it compiles is the data's or the recipe's (classes,
+        sequence length, channels), so it becomes a one-line UserError."""
+        try:
+            return self.step(apply, *batch)
+        except (ValueError, TypeError, RuntimeError) as err:
+            if "shape" not in str(err).lower():
+                raise
+            shapes = ", ".join("x".join(map(str, t.shape)) for t in batch)
+            raise UserError(f"the training step does not fit the batches ({shapes}) of data.name={self.cfg.data.name}: "
+                            f"{first_line(err)[:300]}; check model.num_classes, model.kwargs and data.* (seq_len, "
+                            f"image_size, vocab) against the data") from None
 
     # ------------------------------------------------------------------ eval and summary
     def _eval_due(self, epoch: int) -> bool:

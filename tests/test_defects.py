@@ -137,7 +137,8 @@ def _final_weights(cfg, run_dir):
     return _weights(summary["final_checkpoint"]), summary
 
 
-def _three_class_data(folder):
+def _labelled_data(folder, labels):
+    """The fixture sentences relabelled round-robin with ``labels``: 48 train and 24 dev rows."""
     import csv
 
     from bert_fixtures import sentiment_rows
@@ -147,15 +148,16 @@ def _three_class_data(folder):
         with open(os.path.join(folder, f"{name}.csv"), "w", newline="") as fh:
             writer = csv.DictWriter(fh, ["text", "label"])
             writer.writeheader()
-            writer.writerows({"text": row["text"], "label": "abc"[i % 3]}
+            writer.writerows({"text": row["text"], "label": labels[i % len(labels)]}
                              for i, row in enumerate(sentiment_rows(n, seed)))
     return folder
 
 
 @pytest.mark.slow
 def test_compile_cache_never_serves_another_runs_graph(tmp_path):
-    """In one cache folder, runs that differ in data (classes), vocabulary, sequence length,
-    optimizer, accumulation, EMA and loss scaling each end bit for bit where a cold run does.
+    """In one cache folder, runs that differ in data (same shapes: a cache hit; or more classes),
+    vocabulary, sequence length, optimizer, accumulation, EMA and loss scaling each end bit for bit
+    where a cold run does.
     Before the cache was keyed on the built train cell, a 3-class run after a 2-class one failed
     with the 2-class optimizer state ("'grad': 1024 and 'var': 1536")."""
     import numpy as np
@@ -169,15 +171,16 @@ def test_compile_cache_never_serves_another_runs_graph(tmp_path):
     big_vocab.write_text("\n".join(vocab_words() + [f"extra{i}" for i in range(40)]) + "\n")
     bert = [f"data.path={write_classification(str(tmp_path / 'two'), 'csv', train=48, eval_=24)}",
             f"data.vocab={small_vocab}", "data.seq_len=16", "data.num_workers=1", "train.epochs=1"]
-    resnet = [*TINY, "eval.batch_size=512"]
+    resnet = [*TINY, "eval.batch_size=512"]  # one eval batch: fewer graphs to compile
     base = {"bert": (BERT_CLS, bert), "resnet": (QUICKSTART, resnet)}
-    variants = [  # (model, overrides on its base)
-        ("bert", [f"data.path={_three_class_data(str(tmp_path / 'three'))}"]),
+    variants = [  # (model, overrides on its base); all but the first need graphs of their own
+        ("bert", [f"data.path={_labelled_data(str(tmp_path / 'other'), 'xy')}"]),
+        ("bert", [f"data.path={_labelled_data(str(tmp_path / 'three'), 'abc')}"]),
         ("bert", [f"data.vocab={big_vocab}"]),
         ("bert", ["data.seq_len=24"]),
-        ("resnet", ["train.optimizer=adamw", "train.lr=0.003"]),
-        ("resnet", ["train.accumulation_steps=2", "train.batch_size=32"]),
-        ("resnet", ["train.ema_decay=0.9"]),
+        ("bert", ["train.optimizer=lamb"]),
+        ("bert", ["train.accumulation_steps=2", "train.batch_size=8"]),
+        ("bert", ["train.ema_decay=0.9"]),
         ("resnet", ["train.loss_scale=dynamic"]),
     ]
     for name, (recipe, overrides) in base.items():  # fill the cache with each model's base graphs
@@ -191,7 +194,8 @@ def test_compile_cache_never_serves_another_runs_graph(tmp_path):
         assert warm.keys() == cold.keys(), extra
         for key in cold:
             np.testing.assert_array_equal(warm[key], cold[key], err_msg=f"{extra}: {key}")
-    assert len(os.listdir(tmp_path / "cache" / "compile")) >= 2
+    # Same shapes from other files share the base run's graphs; every other variant compiled its own.
+    assert len(os.listdir(tmp_path / "cache" / "compile")) == len(base) + len(variants) - 1
 
 
 def _interrupt_training(run_dir, signo):
@@ -261,3 +265,31 @@ def test_a_step_that_does_not_fit_the_data_is_a_one_line_error(tmp_path, cache_e
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "does not fit the batches (64x1x" in errors[0] and "model.kwargs" in errors[0]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_marks_the_running_tune_trial_interrupted(tmp_path, cache_env):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import optuna
+
+    from test_tune import STUDY_RECIPE
+
+    recipe, folder = tmp_path / "grid.yaml", tmp_path / "study"
+    recipe.write_text(STUDY_RECIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "ms_suite", "tune", "-c", str(recipe), "--study", "s",
+                             "--output-dir", str(folder)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    log, deadline = folder / "trial_0000" / "train.log", time.time() + 600
+    while not (log.exists() and "first step done" in log.read_text()):
+        assert proc.poll() is None and time.time() < deadline, "trial 0 never trained"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1].startswith("interrupted: SIGINT at step")
+    trial = optuna.load_study(study_name="s", storage=f"sqlite:///{folder / 'study.db'}").trials[0]
+    assert trial.state.name == "FAIL" and trial.user_attrs["reason"].startswith("interrupted")

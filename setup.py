@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "optuna==5.0.0",           # `ms-suite tune`: samplers, pruners, resumable RDB studies (grid order is seeded per version)
     "matplotlib",              # `ms-suite tune`: the study plot (study.png)
     "decorator",               # runtime.graph_kernel=true on CPU: MindSpore's AKG kernel compiler imports it
+    "tokenizers==0.23.3",      # `ms-suite prepare-data vocab`: WordPiece training (the version transformers pins)
 ]
 
 EXTRAS = {

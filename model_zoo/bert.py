@@ -26,6 +26,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal
 
 from ms_suite.errors import UserError
+from ms_suite.models.dropout import SeededDropout
 from ms_suite.models.registry import register_model
 
 log = logging.getLogger("ms_suite")
@@ -150,7 +151,7 @@ class BertEmbeddings(nn.Cell):
         self.position_embeddings = _embedding(config.max_position_embeddings, config)
         self.token_type_embeddings = _embedding(config.type_vocab_size, config)
         self.LayerNorm = _layer_norm(config)
-        self.dropout = nn.Dropout(p=config.hidden_dropout_prob)
+        self.dropout = SeededDropout(p=config.hidden_dropout_prob)
 
     def construct(self, input_ids, token_type_ids):
         positions = ops.arange(input_ids.shape[1], dtype=ms.int32).expand_dims(0)
@@ -173,7 +174,7 @@ class BertSelfAttention(nn.Cell):
         self.scores_matmul = ops.BatchMatMul(transpose_b=True)
         self.context_matmul = ops.BatchMatMul()
         self.softmax = ops.Softmax(axis=-1)
-        self.dropout = nn.Dropout(p=config.attention_probs_dropout_prob)
+        self.dropout = SeededDropout(p=config.attention_probs_dropout_prob)
 
     def _heads(self, x):
         """(B, S, H) -> (B, heads, S, head_dim)."""
@@ -198,7 +199,7 @@ class BertOutput(nn.Cell):
         super().__init__()
         self.dense = _dense(in_features, config.hidden_size, config)
         self.LayerNorm = _layer_norm(config)
-        self.dropout = nn.Dropout(p=config.hidden_dropout_prob)
+        self.dropout = SeededDropout(p=config.hidden_dropout_prob)
 
     def construct(self, hidden_states, residual):
         return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
@@ -367,7 +368,7 @@ class BertForSequenceClassification(nn.Cell):
         self.num_labels = num_labels
         self.bert = BertModel(config)
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(p=dropout)
+        self.dropout = SeededDropout(p=dropout)
         self.classifier = _dense(config.hidden_size, num_labels, config)
 
     def construct(self, input_ids, attention_mask=None, token_type_ids=None):

@@ -10,3 +10,10 @@ class UserError(Exception):
     """
 
     exit_code = 2
+
+
+def first_line(err: BaseException) -> str:
+    """The first real sentence of an error: MindSpore's open with banners of dashes and headings."""
+    lines = [line.strip(" -") for line in str(err).splitlines()]
+    text = [line for line in lines if line and not line.endswith(":")]
+    return text[0] if text else ""

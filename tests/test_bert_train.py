@@ -34,6 +34,8 @@ def test_pretraining_lowers_mlm_loss(pretrained):
     assert metrics["mlm_accuracy"] > 25 and 0 <= metrics["nsp_accuracy"] <= 100
     assert summary["monitor"] == "mlm_accuracy" and summary["best_metric"] == pytest.approx(metrics["mlm_accuracy"])
     assert os.path.isfile(os.path.join(summary["run_dir"], "checkpoints", "best.ckpt"))
+    start = next(line for line in open(os.path.join(summary["run_dir"], "train.log")) if " model " in line)
+    assert "model bert_tiny_pretraining, data" in start  # no "(2 classes)": the 2 outputs are next-sentence
 
 
 def test_finetune_eval_and_export(pretrained, tmp_path):

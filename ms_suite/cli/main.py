@@ -8,8 +8,10 @@ import sys
 from typing import List, Optional
 
 from ms_suite import __version__
-from ms_suite.errors import UserError
+from ms_suite.engine.interrupt import hold_stop_signals, release_stop_signals
+from ms_suite.errors import UserError, first_line
 
+TRAINING_COMMANDS = ("train", "tune", "compress")
 COMMAND_MODULES = ["ms_suite.cli.zoo", "ms_suite.cli.run", "ms_suite.cli.tune", "ms_suite.cli.insight",
                    "ms_suite.cli.prepare_data", "ms_suite.cli.compress", "ms_suite.cli.launch"]
 
@@ -28,24 +30,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_mindspore(debug: bool) -> None:
-    """MindSpore logs warnings to stderr by default; keep the console for the suite's own output."""
-    os.environ.setdefault("GLOG_v", "2" if debug else "3")
+    """MindSpore logs warnings to stderr by default; keep the console for the suite's own output
+    (its errors arrive as exceptions, which the CLI prints as one line; ``--debug`` shows the logs)."""
+    os.environ.setdefault("GLOG_v", "2" if debug else "4")
     os.environ.setdefault("GLOG_logtostderr", "1")
-
-
-def _first_meaningful_line(err: Exception) -> str:
-    """MindSpore errors open with banners of dashes and headings; skip to the first real sentence."""
-    lines = [line.strip(" -") for line in str(err).splitlines()]
-    text = [line for line in lines if line and not line.endswith(":")]
-    return text[0] if text else ""
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     _quiet_mindspore(debug)
+    # Before MindSpore starts threads: the trainer takes Ctrl-C/SIGTERM at a step boundary.
+    hold_stop_signals()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command not in TRAINING_COMMANDS:
+        release_stop_signals()
     from ms_suite.engine.rundir import setup_logging
 
     setup_logging()
@@ -56,14 +56,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print(f"interrupted: {err}" if str(err) else "interrupted", file=sys.stderr)
+        return getattr(err, "exit_code", 130)
     except Exception as err:  # an unexpected failure: say so in one line, keep the traceback for --debug
         if debug:
             raise
         logging.getLogger("ms_suite").debug("unexpected error", exc_info=True)
-        print(f"error: {type(err).__name__}: {_first_meaningful_line(err)[:300]} "
+        print(f"error: {type(err).__name__}: {first_line(err)[:300]} "
               "(rerun with --debug for the traceback)", file=sys.stderr)
         return 1
 

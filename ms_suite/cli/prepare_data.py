@@ -1,4 +1,5 @@
-"""``prepare-data``: turn raw inputs into training-ready files (``prepare-data bert``: text -> MindRecord)."""
+"""``prepare-data``: turn raw inputs into training-ready files (``bert``: text -> MindRecord; ``vocab``:
+text -> WordPiece vocab.txt)."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="lower-case and strip accents (default: the vocab folder's tokenizer_config.json, else on)")
     case.add_argument("--no-lower-case", dest="lower_case", action="store_false", help="keep case and accents")
     bert.set_defaults(func=cmd_prepare_bert)
+
+    vocab = kinds.add_parser("vocab", help="raw text -> a WordPiece vocab.txt (Hugging Face tokenizers)")
+    vocab.add_argument("--input", nargs="+", required=True, help="UTF-8 text file(s)")
+    vocab.add_argument("--output", required=True, help="folder for vocab.txt and tokenizer_config.json")
+    vocab.add_argument("--vocab-size", type=int, default=30522, help="most tokens, special ones included (default 30522)")
+    vocab.add_argument("--min-frequency", type=int, default=2, help="fewest occurrences of a merged piece (default 2)")
+    vocab.add_argument("--no-lower-case", dest="lower_case", action="store_false",
+                       help="keep case and accents (default: lower-case and strip accents)")
+    vocab.set_defaults(func=cmd_prepare_vocab)
+
+
+def cmd_prepare_vocab(args: argparse.Namespace) -> int:
+    from ms_suite.data.vocab import build_wordpiece_vocab
+
+    built = build_wordpiece_vocab(args.input, args.output, args.vocab_size, args.min_frequency, args.lower_case)
+    print(format_mapping([("vocab", built["vocab_file"]), ("tokens", built["vocab_size"]),
+                          ("lower_case", built["lower_case"])]))
+    print(f"use with: ms-suite prepare-data bert --vocab {args.output} ... (or --set data.vocab={args.output})")
+    return 0
 
 
 def cmd_prepare_bert(args: argparse.Namespace) -> int:

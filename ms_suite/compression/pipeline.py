@@ -39,7 +39,7 @@ def compress(cfg: Config, output_dir: str, callbacks: Sequence[Callback] = ()) -
         raise UserError(f"ms-suite compress runs standalone; parallel.mode={cfg.parallel.mode} is not supported")
     runtime = init_runtime(cfg.runtime, cfg.train.seed)
     algorithm.check(runtime.device)
-    run = RunDir(output_dir)
+    run = RunDir(output_dir).create()
     with compile_cache(runtime, cfg.runtime, ""), log_to_file(os.path.join(run.path, LOG_NAME)):
         info = dataset_info(cfg.data)
         ctx = TrainContext(cfg, run.path, callbacks, runtime.device, info, get_task(model_info(cfg.model.name).task))

@@ -130,6 +130,7 @@ class BertPretrainingTask(_BertTask):
     masked_lm_ids, masked_lm_weights); metrics mlm_accuracy, nsp_accuracy (percent) and losses."""
 
     monitor = "mlm_accuracy"
+    has_classes = False  # its 2 outputs per pair are the next-sentence head, not data classes
 
     def loss_cell(self, net, cfg, num_classes):
         return pipeline_loss(PretrainingLoss(net), cfg.parallel)

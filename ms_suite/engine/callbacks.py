@@ -28,6 +28,7 @@ class TrainState:
     lr: float = 0.0
     samples_per_s: float = 0.0
     metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
+    best_metric: Optional[float] = None  # best checkpoint.monitor value so far (saved in every checkpoint)
     data_s: float = 0.0            # last optimizer step: time waiting for data
     compute_s: float = 0.0         # last optimizer step: time in the compiled step
     stop: bool = False

@@ -109,9 +109,9 @@ class CheckpointManager:
         self.keep_best = keep_best
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="ms_suite_ckpt") if async_save else None
         self._pending: List[Future] = []
-        os.makedirs(directory, exist_ok=True)
 
     def save(self, cell: nn.Cell, step: int, meta: Dict[str, Any]) -> str:
+        os.makedirs(self.directory, exist_ok=True)
         path = os.path.join(self.directory, f"step_{step:08d}.ckpt")
         if self._writer is None:
             atomic_save(cell, path, meta)

@@ -1,4 +1,8 @@
-"""The run directory contract: config.yaml, train.log, checkpoints/, summary.json."""
+"""The run directory contract: config.yaml, train.log, checkpoints/, summary.json.
+
+A run writes nothing into its directory until its inputs are validated (:meth:`RunDir.create`
+after set-up; the log of the set-up is held back by :func:`deferred_log_file`), so a command that
+fails validation leaves an existing run untouched and creates no half-made folder."""
 from __future__ import annotations
 
 import contextlib
@@ -7,7 +11,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 log = logging.getLogger("ms_suite")
 
@@ -22,7 +26,10 @@ class RunDir:
 
     def __init__(self, path: str):
         self.path = os.path.abspath(path)
+
+    def create(self) -> "RunDir":
         os.makedirs(self.path, exist_ok=True)
+        return self
 
     @property
     def checkpoints(self) -> str:
@@ -41,6 +48,7 @@ class RunDir:
         return os.path.join(self.path, "summary.json")
 
     def write_summary(self, summary: Dict[str, Any]) -> None:
+        self.create()
         tmp = self.summary_file + ".tmp"
         with open(tmp, "w") as fh:
             json.dump(summary, fh, indent=2, sort_keys=False)
@@ -58,14 +66,47 @@ _FILE_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M
 @contextlib.contextmanager
 def log_to_file(path: str) -> Iterator[None]:
     """Copy the ``ms_suite`` log into ``path`` for the duration of the block (one run's train.log)."""
-    handler = logging.FileHandler(path)
-    handler.setFormatter(_FILE_FORMAT)
-    log.addHandler(handler)
-    try:
+    with deferred_log_file() as start:
+        start(path)
         yield
+
+
+class _Held(logging.Handler):
+    """Keeps records until they can be written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: List[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def deferred_log_file() -> Iterator[Callable[[Optional[str]], None]]:
+    """Hold the ``ms_suite`` log of the block back; the yielded ``start(path)`` writes what was held
+    to ``path`` and copies the rest of the block's log there (``start(None)`` drops it). Records
+    never started are dropped, so a run that fails before its directory exists writes nothing."""
+    held, handlers = _Held(), []
+    log.addHandler(held)
+
+    def start(path: Optional[str]) -> None:
+        log.removeHandler(held)
+        if path is not None:
+            handler = logging.FileHandler(path)
+            handler.setFormatter(_FILE_FORMAT)
+            for record in held.records:
+                handler.handle(record)
+            log.addHandler(handler)
+            handlers.append(handler)
+        held.records.clear()
+
+    try:
+        yield start
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        for handler in [held, *handlers]:
+            log.removeHandler(handler)
+            handler.close()
 
 
 def setup_logging(verbose: bool = True) -> None:

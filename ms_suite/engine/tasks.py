@@ -46,6 +46,7 @@ class Task:
 
     name = ""
     monitor = "top1"  # default metric for best.ckpt; higher is better
+    has_classes = True  # the model predicts classes (the start-of-run line names their number)
 
     def build_model(self, cfg: Config, data_info) -> Tuple[nn.Cell, int]:
         return build_model(cfg.model, data_info)

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import random
+import signal
 import time
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
@@ -31,15 +32,17 @@ from ms_suite.data import build_dataset, dataset_info, steps_per_epoch
 from ms_suite.engine.callbacks import Callback, CallbackList, Progress, TrainState
 from ms_suite.engine.checkpoint import (CheckpointManager, latest_valid, own_slice, rank_dir, read_checkpoint,
                                         step_checkpoints)
+from ms_suite.engine.interrupt import Interrupted, pending_stop_signal
 from ms_suite.engine.lr import build_lr_schedule
 from ms_suite.engine.model_config import META_FIELD, adopt_model_config, saved_model_config
 from ms_suite.engine.optim import build_optimizer
-from ms_suite.engine.rundir import RunDir, log_to_file
+from ms_suite.engine.rundir import RunDir, deferred_log_file
 from ms_suite.engine.tasks import get_task
 from ms_suite.engine.evaluate import gather_samples
 from ms_suite.engine.train_step import EmaUpdate, TrainStep
-from ms_suite.errors import UserError
+from ms_suite.errors import UserError, first_line
 from ms_suite.models import model_info
+from ms_suite.models.dropout import DropoutSeeds
 from ms_suite.models.registry import model_config
 from ms_suite.runtime import (DistInfo, RuntimeInfo, broadcast_parameters, compile_cache, init_distributed,
                               init_runtime, launch_device_id, replicas_in_sync)
@@ -122,11 +125,6 @@ class Trainer:
         self.runtime: RuntimeInfo = init_runtime(cfg.runtime, cfg.train.seed, launch_device_id(cfg.parallel))
         check_trainer_support(cfg.parallel, cfg.train)
         self.dist: DistInfo = init_distributed(cfg.parallel, os.path.join(self.run.path, "strategy"))
-        self._cleanup.enter_context(compile_cache(self.runtime, cfg.runtime, self._graph_fingerprint()))
-        if self.dist.is_main:
-            self._cleanup.enter_context(log_to_file(self.run.log_file))
-            log.info("device %s (%s)", self.runtime.device, self.runtime.reason)
-            save_config(cfg, self.run.config_file)
         self.info = dataset_info(cfg.data)
         self._adopt_resume_model_config()
         self.task = get_task(model_info(cfg.model.name).task)
@@ -136,6 +134,8 @@ class Trainer:
         if self.model_hook is not None:
             self.net = self.model_hook(self.net)
         self._apply_amp()
+        # Sliced (semi-auto/auto parallel) runs keep MindSpore's dropout: the hashed masks index whole tensors.
+        self.dropout = DropoutSeeds(None if self.dist.sliced else self.net, cfg.train.seed)
         accum = cfg.train.accumulation_steps
         shards, _ = self.dist.data_shards  # 1 in semi-auto/auto parallel: train.batch_size is the global batch
         batches = steps_per_epoch(cfg.data, "train", cfg.train.batch_size, shards)
@@ -156,29 +156,43 @@ class Trainer:
                               accumulation_steps=accum,
                               parallel=self.dist.mode if self.dist.world_size > 1 else "standalone",
                               micro_batches=cfg.parallel.micro_batch_num if self.dist.pipeline_stages > 1 else 1)
+        self.dropout.register_in(self.step)
         self.ema = EmaUpdate(self.net, cfg.train.ema_decay) if cfg.train.ema_decay else None
         self.state_cell = TrainingCell(self.step, self.ema)
         ckpt_dir = rank_dir(self.run.checkpoints, self.dist.rank) if self.dist.sliced else self.run.checkpoints
         self.ckpt = CheckpointManager(ckpt_dir, cfg.checkpoint.keep_last, cfg.checkpoint.keep_best,
                                       cfg.checkpoint.async_save)
         self._pending_slice = None  # (path, params) to load once the sliced step has compiled
+        self._cache_entered = False
 
     # Keys that only change parameter *values* (the learning-rate table, initial weights, data), never
-    # a graph's structure or shapes: runs differing only in these share compiled graphs.
+    # a graph's structure or constants; the shapes they imply are in the graph signature.
     VALUE_ONLY_KEYS = {"train": ("lr", "min_lr", "warmup_epochs", "warmup_start_factor", "step_epochs",
                                  "milestones", "gamma", "power", "seed", "log_every_steps"),
                        "data": ("path", "num_workers"), "eval": ("every_epochs",)}
 
-    def _graph_fingerprint(self) -> str:
-        """What shapes the compiled graphs: the recipe minus bookkeeping and value-only keys, and
-        the rank layout."""
+    def _enter_compile_cache(self, dataset) -> None:
+        """MindSpore's compile cache for the rest of the run, keyed on the built train cell and the
+        batches it will see; entered once, before the step's first compile."""
+        if not self._cache_entered:
+            self._cache_entered = True
+            self._cleanup.enter_context(compile_cache(self.runtime, self.cfg.runtime, self._graph_fingerprint(dataset)))
+
+    def _graph_fingerprint(self, dataset) -> str:
+        """What shapes the compiled graphs: every parameter of the training cell by name, shape and
+        dtype (weights with the data's classes and vocabulary, optimizer state, accumulation buffers,
+        EMA, loss scale, LR table), the batch signature, the optimizer class, the recipe minus
+        bookkeeping and value-only keys (the constants of the step) and the rank layout."""
+        params = [(p.name, tuple(p.shape), str(p.dtype)) for p in self.state_cell.get_parameters()]
+        batch = [(tuple(shape), str(dtype)) for shape, dtype in zip(dataset.output_shapes(), dataset.output_types())]
         graph_cfg = to_dict(self.cfg)
         for section in ("checkpoint", "description", "base", "search_space", "tune"):
             graph_cfg.pop(section, None)
         for section, keys in self.VALUE_ONLY_KEYS.items():
             for key in keys:
                 graph_cfg[section].pop(key, None)
-        return json.dumps([graph_cfg, self.dist.rank, self.dist.world_size], sort_keys=True, default=str)
+        return json.dumps([graph_cfg, params, batch, type(self.step.optimizer).__name__, self.dist.rank,
+                           self.dist.world_size], sort_keys=True, default=str)
 
     def _apply_amp(self) -> None:
         """Replace ``self.net`` with its mixed-precision version: O1 returns a rewritten network,
@@ -239,7 +253,7 @@ class Trainer:
 
     def _load_state(self, path: str, params: Dict[str, Any]) -> None:
         missing, _ = ms.load_param_into_net(self.state_cell, params, strict_load=True)
-        missing = [name for name in missing if name != "learning_rate"]
+        missing = [name for name in missing if name not in ("learning_rate", "dropout_position")]
         if missing:
             raise UserError(f"checkpoint {path} does not match this recipe (missing {missing[:3]}); "
                             f"resume with the recipe that wrote it")
@@ -253,17 +267,30 @@ class Trainer:
         self._load_state(path, params)
         self._pending_slice = None
 
-    def _meta(self, state: TrainState, best: Optional[float]) -> Dict[str, Any]:
+    def _meta(self, state: TrainState) -> Dict[str, Any]:
         return {"epoch": state.epoch, "step": state.step, "step_in_epoch": state.step_in_epoch,
-                "best_metric": best, "metrics": state.metrics, "model": self.cfg.model.name,
-                "rng": _get_rng_state(), "ms_suite_version": ms_suite.__version__,
-                META_FIELD: self.model_config}
+                "best_metric": state.best_metric, "metrics": state.metrics, "model": self.cfg.model.name,
+                "rng": _get_rng_state(), "ms_suite_version": ms_suite.__version__, META_FIELD: self.model_config}
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> Dict[str, Any]:
         """Train, evaluate and write summary.json; returns the summary."""
         with contextlib.ExitStack() as self._cleanup:  # holds the train.log handler of this run
-            return self._fit()
+            self._start_log = self._cleanup.enter_context(deferred_log_file())
+            try:
+                return self._fit()
+            except BaseException as err:  # into train.log when the run got that far; the CLI prints it
+                log.error("run failed: %s", _describe(err), extra={"file_only": True})
+                raise
+
+    def _open_run_dir(self) -> None:
+        """The inputs are validated (data, model, resume checkpoint): write the run directory."""
+        if self.dist.is_main:
+            self.run.create()
+            self._start_log(self.run.log_file)
+            save_config(self.cfg, self.run.config_file)
+        else:
+            self._start_log(None)
 
     def _fit(self) -> Dict[str, Any]:
         wall_start = time.perf_counter()
@@ -271,9 +298,10 @@ class Trainer:
         cfg = self.cfg
         state = TrainState(epochs=cfg.train.epochs, steps_per_epoch=self.steps_per_epoch, trainer=self)
         meta = self._restore(state)
+        self._open_run_dir()
         if self.dist.replicated:
             broadcast_parameters(self.state_cell.get_parameters())
-        best = meta.get("best_metric")
+        state.best_metric = meta.get("best_metric")
         callbacks = CallbackList([Progress(cfg.train.log_every_steps, self.progress and self.dist.is_main)]
                                  + self.extra_callbacks)
         timing = Timing()
@@ -292,11 +320,11 @@ class Trainer:
                 state.metrics, evaluated_at = self._evaluate(), state.step
                 log.info("epoch %d eval: %s", state.epoch + 1, _fmt_metrics(state.metrics))
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
-            improved = self._improved(state.metrics, best)
+            improved = self._improved(state.metrics, state.best_metric)
             if improved:
-                best = state.metrics[cfg.checkpoint.monitor]
+                state.best_metric = state.metrics[cfg.checkpoint.monitor]
             if self.dist.writes_checkpoints:
-                last_ckpt = self.ckpt.save(self.state_cell, state.step, self._meta(state, best))
+                last_ckpt = self.ckpt.save(self.state_cell, state.step, self._meta(state))
                 if improved and cfg.checkpoint.keep_best:
                     self.ckpt.mark_best(last_ckpt)
             callbacks.on_epoch_end(state)
@@ -305,7 +333,7 @@ class Trainer:
             state.metrics = self._evaluate()
         state.timing = timing
         callbacks.on_train_end(state)
-        summary = self._summary(state, best, timing, last_ckpt, time.perf_counter() - wall_start)
+        summary = self._summary(state, state.best_metric, timing, last_ckpt, time.perf_counter() - wall_start)
         summary.update(state.summary)
         if self.dist.replicated:
             summary["replicas_in_sync"] = replicas_in_sync(self.net.trainable_params(), self.dist)
@@ -323,10 +351,11 @@ class Trainer:
         iterator = dataset.create_tuple_iterator(num_epochs=1)
         last_ckpt = None
         self.step.set_train(True)  # the top cell's flag selects the training graph (BN batch stats)
+        self._enter_compile_cache(dataset)
         if self._pending_slice is not None:
             self._load_slice(dataset)
         while state.step_in_epoch < self.steps_per_epoch and not state.stop:
-            loss, data_s, compute_s = self._optimizer_step(iterator, accum)
+            loss, data_s, compute_s = self._optimizer_step(iterator, accum, state.step)
             first = state.step == 0 or timing.first_step_s == 0.0
             state.step += 1
             state.step_in_epoch += 1
@@ -345,8 +374,13 @@ class Trainer:
             callbacks.on_step_end(state)
             every = cfg.checkpoint.every_n_steps
             mid_epoch = state.step_in_epoch < self.steps_per_epoch
-            if every and state.step % every == 0 and mid_epoch and self.dist.writes_checkpoints:
-                last_ckpt = self.ckpt.save(self.state_cell, state.step, self._meta(state, None))
+            signo = pending_stop_signal()  # SIGINT/SIGTERM held since launch: stop here, saving this step
+            if (every and state.step % every == 0 or signo) and mid_epoch and self.dist.writes_checkpoints:
+                last_ckpt = self.ckpt.save(self.state_cell, state.step, self._meta(state))
+            if signo is not None:
+                saved = f", saved {last_ckpt}" if mid_epoch and last_ckpt else ""
+                raise Interrupted(signo, f"{signal.Signals(signo).name} at step {state.step}{saved}; continue "
+                                         f"with --resume auto --output-dir {self.run.path}")
         return last_ckpt
 
     def _applied_lr(self) -> float:
@@ -355,15 +389,17 @@ class Trainer:
         updates = int(self.step.optimizer.global_step.asnumpy().item())
         return float(self.lr[min(max(updates - 1, 0), len(self.lr) - 1)])
 
-    def _optimizer_step(self, iterator, accum: int):
-        """Run ``accum`` micro-batches and one weight update; returns (loss, data_s, compute_s)."""
+    def _optimizer_step(self, iterator, accum: int, done_steps: int):
+        """Run ``accum`` micro-batches and the weight update after ``done_steps`` optimizer steps;
+        returns (loss, data_s, compute_s)."""
         data_s = compute_s = 0.0
         losses = []
         for micro in range(accum):
             t0 = time.perf_counter()
             batch = next(iterator)
             t1 = time.perf_counter()
-            loss, finite = self.step(micro == accum - 1, *batch)
+            self.dropout.set_position(done_steps * accum + micro)
+            loss, finite = self._run_step(micro == accum - 1, batch)
             losses.append(float(loss.asnumpy()))
             t2 = time.perf_counter()
             data_s, compute_s = data_s + t1 - t0, compute_s + t2 - t1
@@ -376,6 +412,19 @@ class Trainer:
             raise TrainingDiverged(f"loss became {loss} at step {self.step.optimizer.global_step.asnumpy()}; "
                                    f"lower train.lr (now {self.cfg.train.lr}) or set train.clip_grad_norm")
         return loss, data_s, compute_s
+
+    def _run_step(self, apply: bool, batch):
+        """The compiled step; a shape error while it compiles is the data's or the recipe's (classes,
+        sequence length, channels), so it becomes a one-line UserError."""
+        try:
+            return self.step(apply, *batch)
+        except (ValueError, TypeError, RuntimeError) as err:
+            if "shape" not in str(err).lower():
+                raise
+            shapes = ", ".join("x".join(map(str, t.shape)) for t in batch)
+            raise UserError(f"the training step does not fit the batches ({shapes}) of data.name={self.cfg.data.name}: "
+                            f"{first_line(err)[:300]}; check model.num_classes, model.kwargs and data.* (seq_len, "
+                            f"image_size, vocab) against the data") from None
 
     # ------------------------------------------------------------------ eval and summary
     def _eval_due(self, epoch: int) -> bool:
@@ -412,8 +461,9 @@ class Trainer:
 
     def _log_start(self, state: TrainState) -> None:
         cfg = self.cfg
-        log.info("model %s (%d classes), data %s (%d train / %d eval samples), global batch %d, "
-                 "%d steps/epoch x %d epochs, run dir %s", cfg.model.name, self.num_classes, cfg.data.name,
+        classes = f" ({self.num_classes} classes)" if self.task.has_classes else ""
+        log.info("model %s%s, data %s (%d train / %d eval samples), global batch %d, "
+                 "%d steps/epoch x %d epochs, run dir %s", cfg.model.name, classes, cfg.data.name,
                  self.info.num_samples["train"], self.info.num_samples["eval"], self.global_batch,
                  self.steps_per_epoch, cfg.train.epochs, self.run.path)
 
@@ -437,6 +487,14 @@ class Trainer:
                                 if best is not None and cfg.checkpoint.keep_best else None),
             "run_dir": self.run.path,
         }
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, UserError):
+        return str(err)
+    if isinstance(err, KeyboardInterrupt):
+        return f"interrupted: {err}" if str(err) else "interrupted"
+    return f"{type(err).__name__}: {first_line(err)}"
 
 
 def _fmt_metrics(metrics: Dict[str, float]) -> str:

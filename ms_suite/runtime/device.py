@@ -218,8 +218,8 @@ def compile_cache(info: RuntimeInfo, cfg: RuntimeConfig, fingerprint: str) -> It
 
     MindSpore 2.7's cache does not notice every change that alters a graph (a cached graph kept
     the learning-rate table of a shorter run and failed with an out-of-range Gather; another kept
-    the train step of an older ms-suite), so each distinct graph-shaping configuration and source
-    tree gets its own folder. The switch is MindSpore's environment, restored on exit: neither a
+    the train step of an older ms-suite, another the optimizer state of a model with more classes),
+    so each distinct ``fingerprint`` (the caller's graph signature) and source tree gets its own folder. The switch is MindSpore's environment, restored on exit: neither a
     later run in this process nor a child process inherits a folder meant for another graph. With
     ``runtime.compile_cache: false`` the block runs with the cache off. Enter before the first compile.
     """

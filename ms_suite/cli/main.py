@@ -11,7 +11,8 @@ from ms_suite import __version__
 from ms_suite.errors import UserError
 
 COMMAND_MODULES = ["ms_suite.cli.zoo", "ms_suite.cli.run", "ms_suite.cli.tune", "ms_suite.cli.insight",
-                   "ms_suite.cli.prepare_data", "ms_suite.cli.compress", "ms_suite.cli.launch"]
+                   "ms_suite.cli.prepare_data", "ms_suite.cli.compress", "ms_suite.cli.launch",
+                   "ms_suite.cli.compare"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -81,14 +81,15 @@ def _first(output):
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
-def check_tolerance(verification: Verification, fmt: str, path: str, max_rel: float = FP32_MAX_REL) -> None:
+def check_tolerance(verification: Verification, fmt: str, path: str, max_rel: float = FP32_MAX_REL,
+                    min_agreement: float = FP32_MIN_AGREEMENT) -> None:
     """One line naming the format and the error when the file is out of tolerance."""
     if verification.within_tolerance:
         return
     worst = max(verification.parity, key=lambda p: (p.max_rel, -p.top1_agreement))
     raise UserError(f"{fmt} export {path} fails verification at batch {worst.batch}: max relative error "
                     f"{worst.max_rel:.3g} (tolerance {max_rel:g}), top-1 agreement {worst.top1_agreement:.1f}% "
-                    "(needs 100%); the file does not compute what the network does")
+                    f"(needs {min_agreement:g}%); the file does not compute what the network does")
 
 
 def sha256(path: str) -> str:

@@ -45,7 +45,8 @@ def test_simqat_int8_onnx_is_smaller_and_accurate(simqat_run):
     weights = {t.name: t for t in model.graph.initializer}
     assert weights["layer1.0.conv1.weight_int8"].data_type == onnx.TensorProto.INT8
     ptq = report["baselines"]["ptq_int8"]
-    assert os.path.isfile(ptq["file"]) and ptq["metrics"]["samples"] == 360 and ptq["metrics"]["top1"] >= 10
+    assert os.path.isfile(ptq["file"]) and ptq["metrics"]["samples"] == 360
+    assert ptq["metrics"]["top1"] >= before["metrics"]["top1"] - 10
 
 
 @pytest.mark.slow

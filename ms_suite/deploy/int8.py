@@ -18,7 +18,7 @@ import numpy as np
 from ms_suite.errors import UserError
 
 INT8_NAME = "compressed_int8.onnx"
-INT8_MAX_REL = 0.2  # INT8 file vs the fake-quant network: rounding ties (ONNX rounds half to even) move a few steps
+INT8_MAX_REL = 0.2  # INT8 file vs the fake-quant network: a rounding tie resolved differently moves a few steps
 INT8_MIN_AGREEMENT = 99.0  # percent of predicted classes that agree
 QDQ_OPSET = 13  # per-channel DequantizeLinear (axis) needs opset 13; MindSpore writes 11
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
@@ -249,18 +250,20 @@ class _Batches:
 def ptq_static(float_path: str, output: str, batches: Sequence[Dict[str, np.ndarray]]) -> str:
     """ONNX Runtime static INT8 quantization (QDQ; weights per channel INT8, activations UINT8,
     min/max calibration on ``batches``) of the float file at ``float_path``."""
+    import onnx
+    from onnx import version_converter
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = output + ".pre.onnx"
-    quant_pre_process(float_path, prepared)
-    try:
+    try:  # per-channel QDQ needs opset 13; MindSpore writes 11
+        onnx.save(version_converter.convert_version(onnx.load(float_path), QDQ_OPSET), prepared)
+        quant_pre_process(prepared, prepared)
         quantize_static(prepared, output, _Batches(batches), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax)
     finally:
-        import os
-
         if os.path.exists(prepared):
             os.remove(prepared)
+    os.chmod(output, 0o644)
     return output

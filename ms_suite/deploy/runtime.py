@@ -33,6 +33,7 @@ def onnx_session(path: str, threads: Optional[int] = None, optimized_path: Optio
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: the console is the suite's
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

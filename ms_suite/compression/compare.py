@@ -110,6 +110,7 @@ def plot(variants: Sequence[Variant], path: str, threads: int) -> str:
     ax.set_xlabel(f"ONNX Runtime latency at batch {batch}, ms ({threads} thread{'s' if threads > 1 else ''})")
     ax.set_ylabel("deployed top-1 %")
     ax.set_title("Compression variants: accuracy vs latency (marker size: file MB)")
+    ax.margins(x=0.2, y=0.1)  # room for the labels
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -20,7 +20,7 @@ from ms_suite.errors import UserError
 
 INT8_NAME = "compressed_int8.onnx"
 INT8_MAX_REL = 0.2  # INT8 file vs the fake-quant network: a rounding tie resolved differently moves a few steps
-INT8_MIN_AGREEMENT = 99.0  # percent of predicted classes that agree
+INT8_MIN_AGREEMENT = 95.0  # percent of predicted classes that agree (near-tied logits of a weak model can flip)
 QDQ_OPSET = 13  # per-channel DequantizeLinear (axis) needs opset 13; MindSpore writes 11
 
 

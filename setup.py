@@ -1,14 +1,16 @@
 """ms-suite: a MindSpore training suite (model zoo, recipes, compression, profiling, launch scripts)."""
 from setuptools import find_packages, setup
 
-# Pinned together and checked with `pip check` (see docs/getting-started.md, "Environment").
+# Pinned together and checked with `pip check` (see docs/getting-started.md, "Environment"). MindInsight caps
+# protobuf at 3.20.1 while every cp311 `onnx` wheel needs >= 3.20.2, so MindInsight lives in its own environment
+# (.venv-insight, requirements-insight.txt) that `make setup` builds and `ms-suite insight` starts.
 INSTALL_REQUIRES = [
     "mindspore==2.7.2",        # 2.10 compiles/runs ResNet on CPU tens of times slower; gs 1.3 pairs with 2.7
     "mindspore-gs==1.3.0",     # Golden Stick: QAT and pruning
-    "mindinsight==2.3.1",      # dashboards (last release)
-    "protobuf==3.20.1",        # MindInsight's upper bound; MindSpore 2.7.2's SummaryCollector breaks on 7.x
+    "protobuf==3.20.3",        # onnx needs >= 3.20.2; MindSpore 2.7.2's SummaryCollector breaks on 7.x
+    "onnx==1.16.2",            # ONNX graph rewrites on export: names, dynamic axes, INT8 QDQ models
+    "onnxruntime==1.19.2",     # runs and verifies exported ONNX files; 1.20+ needs protobuf >= 4.25.8
     "numpy<2",                 # MindData breaks on NumPy 2
-    "pandas<3",                # pulled by MindInsight; pandas 3 needs NumPy 2
     "pyyaml",
     "tqdm",
     "scikit-learn",            # ships the embedded 8x8 digits dataset

@@ -2,7 +2,9 @@
 started through `ms-suite insight start`, lists its scalars and answers operator statistics."""
 import csv
 import json
+import os
 import socket
+import subprocess
 import time
 import urllib.request
 
@@ -50,9 +52,18 @@ def loaded_train_job(port: int, train_id: str, attempts: int = 60) -> dict:
     raise AssertionError(f"MindInsight did not list {train_id} with the scalars {sorted(SCALARS)}: {jobs}")
 
 
-def test_summary_and_profile_layout(profiled_run):
-    from mindinsight.profiler.common.validator.validate import CPU_DETAIL_COL, CPU_TYPE_COL
+def mindinsight_cpu_columns() -> tuple:
+    """MindInsight's CPU operator table columns, read in MindInsight's own environment."""
+    from ms_suite.profiling.insight import bin_dir
 
+    code = ("import json; from mindinsight.profiler.common.validator.validate import CPU_DETAIL_COL, CPU_TYPE_COL; "
+            "print(json.dumps([CPU_TYPE_COL, CPU_DETAIL_COL]))")
+    out = subprocess.run([os.path.join(bin_dir(), "python"), "-c", code], capture_output=True, text=True, check=True)
+    return tuple(json.loads(out.stdout))
+
+
+def test_summary_and_profile_layout(profiled_run):
+    CPU_TYPE_COL, CPU_DETAIL_COL = mindinsight_cpu_columns()
     out = profiled_run
     assert len(list(out.glob("events.out.events.summary.*_MS"))) == 1  # in the run dir: a MindInsight train job
     profiler = out / "profiler"
@@ -91,6 +102,13 @@ def test_mindinsight_shows_scalars_and_operator_statistics(profiled_run, tmp_pat
         cli("insight", "stop", "--port", str(port), env=env)
     again = cli("insight", "stop", "--port", str(port), env=env, check=False)
     assert again.returncode == 2 and f"no MindInsight of yours is running on port {port}" in again.stderr
+
+
+def test_insight_without_mindinsight_is_one_line(tmp_path):
+    proc = cli("insight", "start", "--runs", str(tmp_path), "--port", str(free_port()), check=False,
+               env={"MS_SUITE_INSIGHT_BIN": str(tmp_path / "bin")})
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: mindinsight not found in {tmp_path / 'bin'}")
+    assert "MS_SUITE_INSIGHT_BIN" in proc.stderr and len(proc.stderr.splitlines()) == 1
 
 
 def test_insight_start_needs_the_runs_folder(tmp_path):

@@ -37,5 +37,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     for note in report["notes"]:
         print(f"note: {note}")
     print(f"exported: {report['after']['file']}")
+    if report["after"].get("deployed_file"):
+        print(f"deployed (ONNX, verified): {report['after']['deployed_file']}")
     print(f"report: {os.path.join(report['run_dir'], REPORT_NAME)}")
     return 0

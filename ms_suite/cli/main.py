@@ -13,7 +13,8 @@ from ms_suite.errors import UserError, first_line
 
 TRAINING_COMMANDS = ("train", "tune", "compress")
 COMMAND_MODULES = ["ms_suite.cli.zoo", "ms_suite.cli.run", "ms_suite.cli.tune", "ms_suite.cli.insight",
-                   "ms_suite.cli.prepare_data", "ms_suite.cli.compress", "ms_suite.cli.launch"]
+                   "ms_suite.cli.prepare_data", "ms_suite.cli.compress", "ms_suite.cli.launch",
+                   "ms_suite.cli.compare"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,8 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex = sub.add_parser("export", help="export a checkpoint for inference (MINDIR, AIR, ONNX)")
     add_recipe_args(ex)
     ex.add_argument("--checkpoint", required=True, help="checkpoint to export")
-    ex.add_argument("--format", choices=["MINDIR", "AIR", "ONNX"], help="file format (default: export.format)")
-    ex.add_argument("--output", required=True, help="output file, e.g. r50.mindir")
+    ex.add_argument("--format", choices=["MINDIR", "AIR", "ONNX"],
+                    help="file format (default: from --output's extension, else export.format)")
+    ex.add_argument("--output", required=True, help="output file, e.g. r50.mindir or r50.onnx")
+    ex.add_argument("--no-verify", action="store_true",
+                    help="skip running the written file against the network on eval samples")
     ex.set_defaults(func=cmd_export)
 
 
@@ -126,16 +129,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import mindspore as ms
+    from ms_suite.deploy import check_device, eval_samples, export_verified, resolve_format
+    from ms_suite.models.weights import read_checkpoint
 
+    cfg = load_config(args.config, args.overrides)
+    fmt = resolve_format(args.output, args.format, cfg.export.format)
+    check_device(fmt, cfg.runtime.device)
     cfg, task, net, info = _prepare(args)
-    fmt = args.format or cfg.export.format
     inputs = task.example_inputs(cfg, info, cfg.export.batch_size)
-    base, _ = os.path.splitext(args.output)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    ms.export(net, *inputs, file_name=base, file_format=fmt)
-    written = base + {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}[fmt]
-    shapes = ", ".join("x".join(map(str, t.shape)) for t in inputs)
-    print(format_mapping([("format", fmt), ("inputs", shapes),
-                          ("file", written), ("size MB", f"{os.path.getsize(written) / 1e6:.2f}")]))
+    samples = None if args.no_verify else eval_samples(cfg, info.num_classes, inputs,
+                                                       cfg.eval.batch_size or cfg.train.batch_size)
+    source = {"checkpoint": os.path.abspath(args.checkpoint), "step": read_checkpoint(args.checkpoint)[1].get("step"),
+              "recipe": args.config}
+    deployed = export_verified(net, task.name, inputs, args.output, fmt, samples, source)
+    rows = [("format", fmt), ("file", deployed.path), ("size MB", f"{os.path.getsize(deployed.path) / 1e6:.2f}")]
+    if deployed.verification:
+        for p in deployed.verification.parity:
+            rows.append((f"batch {p.batch}: max abs / rel error", f"{p.max_abs:.3g} / {p.max_rel:.3g}"))
+            rows.append((f"batch {p.batch}: top-1 agreement", f"{p.top1_agreement:.1f}%"))
+        rows += [(f"latency batch {b} ms", f"{ms_:.2f}") for b, ms_ in deployed.verification.latency_ms.items()]
+    rows.append(("manifest", deployed.manifest))
+    print(format_mapping(rows))
     return 0

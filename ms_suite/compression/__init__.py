@@ -1,7 +1,8 @@
 """Model compression through Golden Stick (SimQAT, SLB, SCOP, UniPruner) and knowledge distillation.
 
 ``compress(cfg, output_dir)`` measures the trained float model, applies ``cfg.compression``,
-fine-tunes with the suite's trainer, converts, exports a MINDIR and writes a before/after report.
+fine-tunes with the suite's trainer, converts, exports a MINDIR and a verified ONNX file
+(SimQAT: INT8) and writes a before/after report measured on the deployed files.
 Importing the algorithm modules registers them in ``ALGORITHMS``.
 """
 from ms_suite.compression import distillation, pruning, quantization  # noqa: F401  (registration)

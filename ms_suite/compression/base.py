@@ -9,6 +9,7 @@ from mindspore.train.callback import RunContext
 
 from ms_suite.config import Config
 from ms_suite.data import DatasetInfo
+from ms_suite.deploy import export_verified
 from ms_suite.engine.callbacks import Callback, TrainState
 from ms_suite.engine.tasks import Task
 from ms_suite.engine.trainer import LossHook, ModelHook, Trainer
@@ -77,6 +78,12 @@ class Algorithm:
     def layers(self, before: nn.Cell, after: nn.Cell) -> List[Dict[str, object]]:
         """Per-layer rows for the report (bit-widths or kept channels)."""
         return []
+
+    def deploy(self, ctx: TrainContext, net: nn.Cell, inputs: Sequence, path: str, samples, source: dict):
+        """Write the ONNX file a CPU user deploys (default: the float network), verified against
+        ``net`` on ``samples``; returns a :class:`ms_suite.deploy.Deployed`, or None when the
+        algorithm's result has no ONNX form (the report's notes say why)."""
+        return export_verified(net, ctx.task.name, inputs, path, "ONNX", samples, source)
 
 
 ALGORITHMS: Dict[str, Type[Algorithm]] = {}

@@ -1,8 +1,10 @@
 """Quantization-aware training through Golden Stick: SimQAT (INT8) and SLB (1/2/4-bit weights)."""
 from __future__ import annotations
 
+import os
 from typing import Dict, List, Tuple
 
+import mindspore as ms
 from mindspore import nn
 from mindspore.common.dtype import QuantDtype
 from mindspore.train import Model
@@ -13,6 +15,8 @@ from ms_suite.compression.base import Algorithm, GoldenStickCallbacks, TrainCont
 from ms_suite.compression.compat import MinMaxSimQAT, rewrite_workspace
 from ms_suite.data import build_dataset
 from ms_suite.compression.report import FLOAT_BITS
+from ms_suite.deploy import export_model, signature, verify_file
+from ms_suite.deploy.int8 import INT8_MAX_REL, INT8_MIN_AGREEMENT, INT8_NAME, qat_to_qdq, quant_points
 from ms_suite.errors import UserError
 from ms_suite.models.flops import FLOP_COUNTERS
 
@@ -88,9 +92,10 @@ class SimQAT(_QuantizationAwareTraining):
 
     name = "simqat"
     weight_bits = 8
-    notes = ("metric 'after' is the fake-quant network, evaluated before convert: the converted network's "
-             "FakeQuantParam nodes carry quantization parameters for deployment and have no CPU kernel",
-             "the MINDIR stores float weights plus INT8 scales; 'weights at bit-width' is the packed size")
+    notes = ("metric 'after' is compressed_int8.onnx (INT8 weights, Q/DQ at SimQAT's points with its learned "
+             "ranges) run by ONNX Runtime over the eval split; 'network_metrics' is the fake-quant network",
+             "compressed.mindir stores float weights plus INT8 scales (FakeQuantParam, no CPU kernel) for "
+             "MindSpore Lite / Ascend conversion; 'weights at bit-width' is its packed size")
 
     def golden_stick(self, device: str):
         s = self.settings
@@ -99,6 +104,23 @@ class SimQAT(_QuantizationAwareTraining):
         # GPU runs Golden Stick's own quantizers; CPU has no kernels for them (see compat.py).
         algo_cls = SimulatedQuantizationAwareTraining if device == "GPU" else MinMaxSimQAT
         return algo_cls(config)
+
+    def deploy(self, ctx: TrainContext, net: nn.Cell, inputs, path: str, samples, source: dict):
+        """``compressed_int8.onnx``: the fine-tuned weights in a float graph with Q/DQ at SimQAT's
+        quantization points and its learned ranges, verified against the fake-quant network."""
+        import onnx
+
+        plain, _ = ctx.task.build_model(self.cfg, ctx.data_info)
+        missing, _ = ms.load_param_into_net(plain, {p.name: p for p in net.get_parameters()})
+        if missing:
+            raise UserError(f"SimQAT network lacks the float weights {missing[:3]}; cannot build the INT8 ONNX")
+        int8_path = os.path.join(os.path.dirname(path), INT8_NAME)
+        float_path, axes = export_model(plain, inputs, int8_path, "ONNX", signature(ctx.task.name))
+        model = qat_to_qdq(onnx.load(float_path), quant_points(net))
+        onnx.checker.check_model(model)
+        onnx.save(model, int8_path)
+        return verify_file(net, ctx.task.name, int8_path, "ONNX", samples, axes, source,
+                           max_rel=INT8_MAX_REL, min_agreement=INT8_MIN_AGREEMENT)
 
 
 _SLB_DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
@@ -115,11 +137,16 @@ class SLB(_QuantizationAwareTraining):
     name = "slb"
     notes = ("metric 'after' is the SLB network in eval mode (the one-hot weights convert exports), "
              "evaluated before convert: the converted network's FakeQuantParam nodes have no CPU kernel",
-             "the MINDIR stores the selected weight levels as float; 'weights at bit-width' is the packed size")
+             "the MINDIR stores the selected weight levels as float; 'weights at bit-width' is the packed size",
+             "no ONNX file: ONNX has no 1/2/4-bit weight type; deploy compressed.mindir with MindSpore Lite")
 
     @property
     def weight_bits(self) -> int:
         return self.settings.weight_bits
+
+    def deploy(self, ctx: TrainContext, net: nn.Cell, inputs, path: str, samples, source: dict):
+        """No ONNX: ONNX has no 1/2/4-bit weight type and ONNX Runtime no kernels for them."""
+        return None
 
     def check(self, device: str) -> None:
         s = self.settings

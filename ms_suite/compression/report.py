@@ -8,12 +8,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import mindspore as ms
 import numpy as np
 from mindspore import nn
 from mindspore.train.mind_ir_pb2 import ModelProto
+
+from ms_suite.deploy import export_model, signature
 
 
 FLOAT_BITS = 32
@@ -24,20 +26,16 @@ FAKE_QUANT_OP = "FakeQuantParam"
 class Measurement:
     """One side of the report: a network's metric, cost and exported file."""
 
-    metrics: Dict[str, float]
+    metrics: Dict[str, float]  # of the deployed ONNX file over the eval split (else of the network)
     flops: int
-    file: str
-    size_mb: float
+    file: str               # the MINDIR
+    size_mb: float          # the deployed ONNX file's size (else the MINDIR's)
     params: int             # parameter elements stored in the MINDIR
     weights_mb: float       # those parameters stored at their bit-width
     fake_quant_nodes: int   # FakeQuantParam nodes in the MINDIR
-
-
-def export_mindir(net: nn.Cell, inputs: Sequence[ms.Tensor], path: str) -> str:
-    """Export ``net`` in eval mode to ``path`` (ending in .mindir); returns the path."""
-    net.set_train(False)
-    ms.export(net, *inputs, file_name=path[: -len(".mindir")], file_format="MINDIR")
-    return path
+    mindir_mb: float = 0.0
+    deployed_file: Optional[str] = None  # the ONNX file a CPU user deploys
+    network_metrics: Optional[Dict[str, float]] = None  # of the network in memory
 
 
 def read_mindir(path: str) -> ModelProto:
@@ -57,13 +55,14 @@ def mindir_stats(path: str) -> Tuple[int, int]:
 
 
 def measure(metrics: Dict[str, float], flops: int, net: nn.Cell, inputs: Sequence[ms.Tensor], path: str,
-            layers: Sequence[Dict[str, Any]] = ()) -> Measurement:
+            task_name: str, layers: Sequence[Dict[str, Any]] = ()) -> Measurement:
     """Export ``net`` to ``path`` and read the file back; ``layers`` rows with ``weights`` and
     ``weight_bits`` shrink the packed weight size."""
-    export_mindir(net, inputs, path)
+    path, _ = export_model(net, inputs, path, "MINDIR", signature(task_name))
     params, fake_quant = mindir_stats(path)
     saved_bits = sum(row["weights"] * (FLOAT_BITS - row["weight_bits"]) for row in layers if "weight_bits" in row)
-    return Measurement(metrics=metrics, flops=flops, file=path, size_mb=os.path.getsize(path) / 1e6,
+    size_mb = os.path.getsize(path) / 1e6
+    return Measurement(metrics=metrics, flops=flops, file=path, size_mb=size_mb, mindir_mb=size_mb,
                        params=params, weights_mb=(params * FLOAT_BITS - saved_bits) / 8e6,
                        fake_quant_nodes=fake_quant)
 
@@ -106,8 +105,8 @@ def summary_rows(report: Dict[str, Any]) -> List[Tuple[str, str, str, str]]:
     for key, delta in report["change"]["metrics"].items():
         rows.append((f"eval {key}", f"{before['metrics'][key]:.4g}", f"{after['metrics'][key]:.4g}", f"{delta:+.3g}"))
     for key, label, fmt in (("params", "parameters", "{:,}"), ("flops", "FLOPs", "{:,}"),
-                            ("size_mb", "MINDIR size MB", "{:.3f}"), ("weights_mb", "weights at bit-width MB",
-                                                                      "{:.3f}")):
+                            ("size_mb", "deployed file MB", "{:.3f}"), ("mindir_mb", "MINDIR MB", "{:.3f}"),
+                            ("weights_mb", "weights at bit-width MB", "{:.3f}")):
         ratio = after[key] / before[key] if before[key] else float("nan")
         rows.append((label, fmt.format(before[key]), fmt.format(after[key]), f"x{ratio:.3f}"))
     return rows

@@ -1,4 +1,10 @@
-"""Start and stop MindInsight 2.3.1 (installed with the suite) on a folder of runs."""
+"""Start and stop MindInsight 2.3.1 on a folder of runs.
+
+MindInsight lives in its own environment (``make setup`` builds ``.venv-insight`` beside ``.venv``):
+it caps protobuf at 3.20.1, below what the suite's ``onnx`` needs. The ``mindinsight`` command is
+looked up in ``$MS_SUITE_INSIGHT_BIN``, then in ``.venv-insight/bin`` next to the running
+environment, then in the running environment's own bin folder.
+"""
 from __future__ import annotations
 
 import os
@@ -10,20 +16,32 @@ from typing import List
 from ms_suite.errors import UserError
 
 HOST = "127.0.0.1"  # MindInsight's default bind address
+BIN_ENV = "MS_SUITE_INSIGHT_BIN"
+INSIGHT_VENV = ".venv-insight"
 
 
-def _bin_dir() -> str:
-    """The environment's bin folder: ``mindinsight`` and the ``gunicorn`` it launches live there."""
-    return os.path.dirname(os.path.abspath(sys.executable))
+def candidate_bin_dirs() -> List[str]:
+    """Where ``mindinsight`` (and the ``gunicorn`` it launches) may live, in lookup order."""
+    if os.environ.get(BIN_ENV):
+        return [os.environ[BIN_ENV]]
+    own = os.path.dirname(os.path.abspath(sys.executable))
+    return [os.path.join(os.path.dirname(sys.prefix), INSIGHT_VENV, "bin"), own]
+
+
+def bin_dir() -> str:
+    """The first candidate folder that holds ``mindinsight``."""
+    candidates = candidate_bin_dirs()
+    for folder in candidates:
+        if os.path.isfile(os.path.join(folder, "mindinsight")):
+            return folder
+    raise UserError(f"mindinsight not found in {' or '.join(candidates)}; run `make setup` (builds {INSIGHT_VENV}) "
+                    f"or set {BIN_ENV} to the bin folder of an environment with mindinsight==2.3.1")
 
 
 def _run(args: List[str]) -> subprocess.CompletedProcess:
-    exe = os.path.join(_bin_dir(), "mindinsight")
-    if not os.path.isfile(exe):
-        raise UserError(f"mindinsight is not installed next to {sys.executable}; "
-                        f"install the suite's requirements (pip install -e .)")
-    env = dict(os.environ, PATH=_bin_dir() + os.pathsep + os.environ.get("PATH", ""))
-    return subprocess.run([exe, *args], env=env, capture_output=True, text=True)
+    folder = bin_dir()
+    env = dict(os.environ, PATH=folder + os.pathsep + os.environ.get("PATH", ""))
+    return subprocess.run([os.path.join(folder, "mindinsight"), *args], env=env, capture_output=True, text=True)
 
 
 def check_port_free(port: int, host: str = HOST) -> None:

@@ -1,0 +1,94 @@
+"""Export, verify and describe in one call: what ``ms-suite export`` and ``compress`` run."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+from mindspore import Tensor, nn
+
+from ms_suite.config import Config
+from ms_suite.data import build_dataset
+from ms_suite.deploy.export import export_model, signature
+from ms_suite.deploy.runtime import load_runtime
+from ms_suite.deploy.verify import (FP32_MAX_REL, FP32_MIN_AGREEMENT, Verification, check_tolerance, io_specs,
+                                    verify_export, write_manifest)
+from ms_suite.errors import UserError
+
+
+@dataclasses.dataclass
+class Deployed:
+    path: str
+    format: str
+    manifest: str
+    verification: Optional[Verification]
+
+
+def eval_samples(cfg: Config, num_classes: int, example_inputs: Sequence[Tensor], batch: int) -> List[np.ndarray]:
+    """The first ``batch`` samples of the recipe's eval split, one array per network input
+    (images; or token ids, attention mask, segment ids), in the inputs' dtypes."""
+    try:
+        dataset = build_dataset(cfg.data, "eval", batch, seed=cfg.train.seed, num_classes=num_classes)
+    except UserError as err:
+        raise UserError(f"verification runs eval samples through the file but {err}; "
+                        "point data.path at the dataset or pass --no-verify") from None
+    columns = next(dataset.create_tuple_iterator(num_epochs=1, output_numpy=True))
+    return [np.ascontiguousarray(column.astype(example.asnumpy().dtype))
+            for column, example in zip(columns, example_inputs)]
+
+
+def export_verified(net: nn.Cell, task_name: str, example_inputs: Sequence[Tensor], output: str, fmt: str,
+                    samples: Optional[Sequence[np.ndarray]], source: Dict[str, Any]) -> Deployed:
+    """Export ``net``; with ``samples``, run the file in its runtime, compare it with ``net`` and
+    raise a one-line UserError when it is out of tolerance. Writes ``<file>.json`` either way."""
+    path, axes = export_model(net, example_inputs, output, fmt, signature(task_name))
+    return verify_file(net, task_name, path, fmt, samples, axes, source)
+
+
+def verify_file(net: nn.Cell, task_name: str, path: str, fmt: str, samples: Optional[Sequence[np.ndarray]],
+                axes: Dict[str, str], source: Dict[str, Any], max_rel: float = FP32_MAX_REL,
+                min_agreement: float = FP32_MIN_AGREEMENT) -> Deployed:
+    """Verify the written file at ``path`` against ``net`` (unless ``samples`` is None), write its
+    manifest, and raise when it is out of tolerance."""
+    sig = signature(task_name)
+    verification, specs = None, {"inputs": [], "outputs": []}
+    if samples is not None:
+        runtime = load_runtime(path, fmt)
+        verification = verify_export(net, runtime, samples, max_rel=max_rel, min_agreement=min_agreement)
+        specs = io_specs(runtime, sig, samples, [runtime.run(*(a[:1] for a in samples))])
+    manifest = write_manifest(path, fmt, specs, axes, verification, source)
+    if verification is not None:
+        check_tolerance(verification, fmt, path, max_rel, min_agreement)
+    return Deployed(path, fmt, manifest, verification)
+
+
+def evaluate_file(path: str, fmt: str, cfg: Config, num_classes: int,
+                  threads: Optional[int] = None) -> Dict[str, float]:
+    """Top-1/top-5 accuracy (percent) and mean loss of the file at ``path`` over the whole eval split,
+    computed as :func:`ms_suite.engine.evaluate.evaluate` computes them for the network."""
+    from ms_suite.engine.evaluate import classification_metrics
+
+    runtime = load_runtime(path, fmt, threads)
+    batch = cfg.eval.batch_size or cfg.train.batch_size
+    dataset = build_dataset(cfg.data, "eval", batch, seed=cfg.train.seed, num_classes=num_classes)
+    totals, count = {"top1": 0.0, "top5": 0.0, "loss": 0.0}, 0
+    for images, labels in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True):
+        logits = runtime.run(np.ascontiguousarray(images, np.float32)).astype(np.float64)
+        for key, value in classification_metrics(logits, labels).items():
+            totals[key] += value
+        count += len(images)
+    if count == 0:
+        return {}
+    return {"top1": 100.0 * totals["top1"] / count, "top5": 100.0 * totals["top5"] / count,
+            "loss": totals["loss"] / count, "samples": count}
+
+
+def train_batches(cfg: Config, num_classes: int, input_name: str, count: int) -> List[Dict[str, np.ndarray]]:
+    """``count`` training batches, as the trainer sees them, as ONNX Runtime feeds (INT8 calibration)."""
+    dataset = build_dataset(cfg.data, "train", cfg.train.batch_size, seed=cfg.train.seed, num_classes=num_classes)
+    feeds = []
+    for images, _ in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True):
+        feeds.append({input_name: np.ascontiguousarray(images, np.float32)})
+        if len(feeds) == count:
+            break
+    return feeds

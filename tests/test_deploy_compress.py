@@ -1,0 +1,104 @@
+"""Compression ends in deployable, verified ONNX files: SimQAT's INT8 model (Q/DQ with the learned
+ranges, run by ONNX Runtime's INT8 kernels), the post-training INT8 baseline, and `ms-suite compare`
+over the run folders."""
+import json
+import os
+import tempfile
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import TINY, cli
+from ms_suite.compression import REPORT_NAME
+from ms_suite.deploy.int8 import Range
+
+
+@pytest.fixture(scope="module")
+def simqat_run(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("deploy_compress") / "simqat"
+    cli("compress", "-c", "configs/compress/resnet18_digits_simqat.yaml", "--pretrained",
+        str(tiny_run[0] / "checkpoints" / "best.ckpt"), "--output-dir", str(out), "--set", *TINY)
+    return out, json.loads((out / REPORT_NAME).read_text())
+
+
+@pytest.mark.slow
+def test_simqat_int8_onnx_is_smaller_and_accurate(simqat_run):
+    out, report = simqat_run
+    before, after = report["before"], report["after"]
+    int8 = out / "compressed_int8.onnx"
+    assert after["deployed_file"] == str(int8) and before["deployed_file"] == str(out / "reference.onnx")
+    # Accuracy of the files over the whole eval split, from ONNX Runtime.
+    assert after["metrics"]["samples"] == before["metrics"]["samples"] == 360
+    assert before["metrics"]["top1"] == pytest.approx(before["network_metrics"]["top1"], abs=0.3)  # fp32 file
+    # The tiny model is trained further by the QAT fine-tuning (it starts near 20%; chance: 10).
+    assert after["metrics"]["top1"] >= 50
+    # The INT8 file computes what the fake-quant network computes.
+    # (The tiny model's logits are close together: a requantization step landing on the other side
+    # of a rounding boundary can flip a few of its predictions; the full model agrees on all, see
+    # docs/results/deploy.md.)
+    assert abs(after["metrics"]["top1"] - after["network_metrics"]["top1"]) <= 3
+    manifest = json.loads((out / "compressed_int8.onnx.json").read_text())
+    assert manifest["within_tolerance"] and all(p["top1_agreement"] >= 95 for p in manifest["parity"])
+    assert after["size_mb"] == pytest.approx(os.path.getsize(int8) / 1e6)
+    assert after["size_mb"] < 0.4 * before["size_mb"]  # INT8 weights (scales and BN stay float)
+    model = onnx.load(str(int8))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    weights = {t.name: t for t in model.graph.initializer}
+    assert weights["layer1.0.conv1.weight_int8"].data_type == onnx.TensorProto.INT8
+    ptq = report["baselines"]["ptq_int8"]
+    assert os.path.isfile(ptq["file"]) and ptq["metrics"]["samples"] == 360
+    assert ptq["metrics"]["top1"] >= before["metrics"]["top1"] - 10
+
+
+@pytest.mark.slow
+def test_onnx_runtime_runs_int8_convolutions(simqat_run):
+    from ms_suite.deploy import onnx_session
+
+    out, _ = simqat_run
+    with tempfile.TemporaryDirectory() as tmp:
+        optimized = os.path.join(tmp, "opt.onnx")
+        onnx_session(str(out / "compressed_int8.onnx"), 1, optimized_path=optimized)
+        ops = [n.op_type for n in onnx.load(optimized).graph.node]
+    assert ops.count("QLinearConv") >= 16  # every quantized 3x3 convolution runs as an INT8 kernel
+
+
+def test_learned_range_matches_the_fake_quantizer_grid():
+    """INT8 zero point 0 with scale 2h/255 is the fake quantizer's symmetric [-h, h] grid."""
+    from ms_suite.compression.compat import MinMaxFakeQuantizer
+
+    import mindspore as ms
+
+    weights = np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32)
+    quantizer = MinMaxFakeQuantizer(num_bits=8, symmetric=True, num_channels=4)
+    quantizer.set_train(True)
+    fake = quantizer(ms.Tensor(weights)).asnumpy()
+    scale, zero_point = Range.of(quantizer).scale_zero_point()
+    assert zero_point.dtype == np.int8 and not zero_point.any()
+    codes = np.clip(np.round(weights / scale[:, None, None, None]), -128, 127)
+    np.testing.assert_allclose(codes * scale[:, None, None, None], fake, rtol=0, atol=1e-6)
+
+    activations = np.random.default_rng(1).normal(loc=1.0, size=(2, 5)).astype(np.float32)
+    act = MinMaxFakeQuantizer(num_bits=8, symmetric=False)
+    act.set_train(True)
+    fake = act(ms.Tensor(activations)).asnumpy()
+    scale, zero_point = Range.of(act).scale_zero_point()
+    codes = np.clip(np.round(activations / scale) + zero_point.astype(np.int32), 0, 255)
+    np.testing.assert_allclose((codes - zero_point.astype(np.int32)) * scale, fake, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_compare_reads_run_folders(simqat_run, tmp_path):
+    out, report = simqat_run
+    png = tmp_path / "cmp.png"
+    proc = cli("compare", str(out), "--threads", "1", "--repeats", "2", "--plot", str(png))
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[2:] if line and line[0].isalpha()}
+    assert {"float", "SimQAT", "PTQ"} <= set(rows)
+    assert float(rows["SimQAT"][2]) == pytest.approx(report["after"]["metrics"]["top1"], abs=0.01)
+    assert png.stat().st_size > 10_000
+    table = json.loads((tmp_path / "cmp.json").read_text())
+    assert [v["name"] for v in table["variants"]] == ["float", "SimQAT INT8", "PTQ INT8"]
+    assert all(v["latency_ms"]["32"] > 0 for v in table["variants"])
+    bad = cli("compare", str(tmp_path), check=False)
+    assert bad.returncode == 2 and "no compression_report.json" in bad.stderr

@@ -63,8 +63,13 @@ def test_export_needs_neither_data_nor_the_pretrained_folder(odd_run, tmp_path):
     run, _ = odd_run
     best = str(run / "checkpoints" / "best.ckpt")
     out = tmp_path / "odd.mindir"
-    cli("export", "-c", "configs/bert/bert_tiny_finetune_cls.yaml", "--checkpoint", best, "--output", str(out),
-        "--set", "data.path=nowhere", "data.vocab=nowhere", "data.seq_len=16")
+    args = ("export", "-c", "configs/bert/bert_tiny_finetune_cls.yaml", "--checkpoint", best, "--output", str(out),
+            "--set", "data.path=nowhere", "data.vocab=nowhere", "data.seq_len=16")
+    # Sizing the network needs no data; verifying the file runs eval samples, so without data it is skipped.
+    refused = cli(*args, check=False)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "data.path 'nowhere'" in refused.stderr and "--no-verify" in refused.stderr
+    cli(*args, "--no-verify")
     ids = np.random.default_rng(0).integers(5, len(vocab_words()), (1, 16)).astype(np.int32)
     inputs = (ids, np.ones_like(ids), np.zeros_like(ids))
     exported = ms.nn.GraphCell(ms.load(str(out)))(*map(ms.Tensor, inputs)).asnumpy()

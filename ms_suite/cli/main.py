@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 from ms_suite import __version__
 from ms_suite.engine.interrupt import hold_stop_signals, release_stop_signals
@@ -30,23 +32,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_mindspore(debug: bool) -> None:
-    """MindSpore logs warnings to stderr by default; keep the console for the suite's own output
-    (its errors arrive as exceptions, which the CLI prints as one line; ``--debug`` shows the logs)."""
+@contextlib.contextmanager
+def _command_process(debug: bool) -> Iterator[None]:
+    """Process settings for one command, restored afterwards (so in-process callers such as tests and
+    the processes they start later are not affected):
+
+    - MindSpore's logs stay off the console (its errors arrive as exceptions, which the CLI prints as
+      one line; ``--debug`` shows them);
+    - SIGINT/SIGTERM are held before MindSpore starts threads, so the trainer takes them at a step
+      boundary (commands that do not train release them after parsing)."""
+    saved_env = {key: os.environ.get(key) for key in ("GLOG_v", "GLOG_logtostderr")}
+    saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, set())
     os.environ.setdefault("GLOG_v", "2" if debug else "4")
     os.environ.setdefault("GLOG_logtostderr", "1")
+    hold_stop_signals()
+    try:
+        yield
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
-    _quiet_mindspore(debug)
-    # Before MindSpore starts threads: the trainer takes Ctrl-C/SIGTERM at a step boundary.
-    hold_stop_signals()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command not in TRAINING_COMMANDS:
-        release_stop_signals()
+    with _command_process(debug):
+        args = build_parser().parse_args(argv)
+        if args.command not in TRAINING_COMMANDS:
+            release_stop_signals()
+        return _run(args, debug)
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
+    """The command's exit code: 0, a UserError's (2), 130/143 when interrupted, 1 when unexpected."""
     from ms_suite.engine.rundir import setup_logging
 
     setup_logging()

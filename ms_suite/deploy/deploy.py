@@ -30,8 +30,8 @@ def eval_samples(cfg: Config, num_classes: int, example_inputs: Sequence[Tensor]
     try:
         dataset = build_dataset(cfg.data, "eval", batch, seed=cfg.train.seed, num_classes=num_classes)
     except UserError as err:
-        raise UserError(f"verification runs eval samples through the file but {err}; "
-                        "point data.path at the dataset or pass --no-verify") from None
+        raise UserError(f"verification runs eval samples through the exported file, but {err} "
+                        "(or pass --no-verify to skip the check)") from None
     columns = next(dataset.create_tuple_iterator(num_epochs=1, output_numpy=True))
     return [np.ascontiguousarray(column.astype(example.asnumpy().dtype))
             for column, example in zip(columns, example_inputs)]
@@ -65,22 +65,15 @@ def verify_file(net: nn.Cell, task_name: str, path: str, fmt: str, samples: Opti
 def evaluate_file(path: str, fmt: str, cfg: Config, num_classes: int,
                   threads: Optional[int] = None) -> Dict[str, float]:
     """Top-1/top-5 accuracy (percent) and mean loss of the file at ``path`` over the whole eval split,
-    computed as :func:`ms_suite.engine.evaluate.evaluate` computes them for the network."""
-    from ms_suite.engine.evaluate import classification_metrics
+    from per-sample scores as the trainer computes them for the network."""
+    from ms_suite.engine.evaluate import classification_metrics, join_samples, sample_scores
 
     runtime = load_runtime(path, fmt, threads)
     batch = cfg.eval.batch_size or cfg.train.batch_size
     dataset = build_dataset(cfg.data, "eval", batch, seed=cfg.train.seed, num_classes=num_classes)
-    totals, count = {"top1": 0.0, "top5": 0.0, "loss": 0.0}, 0
-    for images, labels in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True):
-        logits = runtime.run(np.ascontiguousarray(images, np.float32)).astype(np.float64)
-        for key, value in classification_metrics(logits, labels).items():
-            totals[key] += value
-        count += len(images)
-    if count == 0:
-        return {}
-    return {"top1": 100.0 * totals["top1"] / count, "top5": 100.0 * totals["top5"] / count,
-            "loss": totals["loss"] / count, "samples": count}
+    scores = [sample_scores(runtime.run(np.ascontiguousarray(images, np.float32)).astype(np.float64), labels)
+              for images, labels in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)]
+    return classification_metrics(join_samples(scores))
 
 
 def train_batches(cfg: Config, num_classes: int, input_name: str, count: int) -> List[Dict[str, np.ndarray]]:

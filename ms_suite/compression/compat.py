@@ -18,6 +18,7 @@ CPU gaps handled elsewhere, listed here so this file stays the index:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import os
 import sys
@@ -80,8 +81,8 @@ def _package_roots(net: nn.Cell) -> set:
 # ------------------------------------------------------------------ SimQAT fake quantizer
 
 class MinMaxFakeQuantizer(LinearFakeQuantizer):
-    """Linear fake quantizer built from standard ops: min/max observer, round and clamp, and a
-    straight-through gradient. Plugged into SimQAT through its layer policies (below).
+    """Linear fake quantizer: min/max observer, round and clamp, and a straight-through gradient.
+    Plugged into SimQAT through its layer policies (below).
 
     Why: SimQAT's quantizers call ``MinMaxUpdatePerLayer``/``MinMaxUpdatePerChannel`` and
     ``FakeQuantPerLayer``/``FakeQuantPerChannel``, which have no CPU kernel ("Unsupported op
@@ -89,6 +90,13 @@ class MinMaxFakeQuantizer(LinearFakeQuantizer):
     settings (no EMA: the range is the last training batch's, widened to include 0; nudged zero
     point; gradient 1 inside the range and 0 outside) and keeps Golden Stick's interface
     (``mins``/``maxs``/``num_bits``...), so ``convert`` still emits ``FakeQuantParam`` nodes.
+
+    The arithmetic runs as two numpy kernels inside the graph (``ops.Custom`` pyfunc, see
+    :class:`_NumpyFakeQuant`): written with MindSpore's CPU element-wise ops it took ~10 full-size
+    kernels forward and more backward, and clamping against per-channel bounds broadcast from
+    shape (C, 1, 1, 1) is a slow path of those kernels (the gradient also reduces back onto the
+    bounds), which made a SimQAT step about 10x the float step. numpy does the same IEEE float32
+    operations in the same order, so the results are bit-identical.
     """
 
     def __init__(self, num_bits: int = 8, symmetric: bool = False, narrow_range: bool = False,
@@ -100,34 +108,16 @@ class MinMaxFakeQuantizer(LinearFakeQuantizer):
         self._float_min = Parameter(Tensor(np.full(shape, -6.0, np.float32)), name="float_min", requires_grad=False)
         self._float_max = Parameter(Tensor(np.full(shape, 6.0, np.float32)), name="float_max", requires_grad=False)
         # The GPU kernels work in the unsigned domain [quant_min, quant_max] with a zero point.
-        self._quant_min = 1.0 if narrow_range else 0.0
-        self._quant_max = float(2 ** num_bits - 1)
+        grid = _Grid(1.0 if narrow_range else 0.0, float(2 ** num_bits - 1), symmetric)
+        kernels = _NumpyFakeQuant(grid, shape[0])
+        self._observe_and_quantize, self._quantize = kernels.observe_and_quantize, kernels.quantize
 
     def construct(self, x):
         if self.training:
-            low, high = self._observe(x)
-            low = ops.depend(low, ops.assign(self._float_min, low))
-            high = ops.depend(high, ops.assign(self._float_max, high))
-        else:
-            low, high = self._float_min, self._float_max
-        return self._fake_quant(x, ops.stop_gradient(low), ops.stop_gradient(high))
-
-    def _observe(self, x) -> Tuple[Tensor, Tensor]:
-        flat = x.reshape(x.shape[0], -1) if self._per_channel else x.reshape(1, -1)
-        return ops.minimum(flat.min(axis=1), 0.0), ops.maximum(flat.max(axis=1), 0.0)
-
-    def _fake_quant(self, x, low, high):
-        if self._symmetric:
-            high = ops.maximum(-low, high)
-            low = -high
-        scale = ops.maximum((high - low) / (self._quant_max - self._quant_min), 1e-12)
-        zero_point = ops.clamp(ops.round(self._quant_min - low / scale), self._quant_min, self._quant_max)
-        shape = (-1,) + (1,) * (x.ndim - 1) if self._per_channel else (1,) * x.ndim
-        scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
-        clipped = ops.clamp(x, (self._quant_min - zero_point) * scale, (self._quant_max - zero_point) * scale)
-        # The nudged minimum is a whole number of steps, so rounding x / scale lands on the same grid.
-        quantized = ops.round(clipped / scale) * scale
-        return clipped + ops.stop_gradient(quantized - clipped)
+            out, low, high = self._observe_and_quantize(x)
+            out = ops.depend(out, ops.assign(self._float_min, low))
+            return ops.depend(out, ops.assign(self._float_max, high))
+        return self._quantize(x, self._float_min, self._float_max)
 
     def mins(self) -> list:
         return self._float_min.asnumpy().tolist()
@@ -156,6 +146,71 @@ class MinMaxFakeQuantizer(LinearFakeQuantizer):
     def extend_repr(self) -> str:
         return (f"bit_num={self._num_bits}, symmetric={self._symmetric}, narrow_range={self._narrow_range}, "
                 f"per_channel={self._per_channel}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Grid:
+    """The integer grid [quant_min, quant_max] and whether the range is made symmetric around 0."""
+
+    quant_min: float
+    quant_max: float
+    symmetric: bool
+
+    def bounds(self, low: np.ndarray, high: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(scale, lowest, highest representable value) per row for observed ranges ``low``/``high``
+        of shape (rows, 1): the GPU kernels' nudged zero point."""
+        if self.symmetric:
+            high = np.maximum(-low, high)
+            low = -high
+        scale = np.maximum((high - low) / np.float32(self.quant_max - self.quant_min), np.float32(1e-12))
+        zero_point = np.clip(np.round(np.float32(self.quant_min) - low / scale), self.quant_min, self.quant_max)
+        return scale, (np.float32(self.quant_min) - zero_point) * scale, (np.float32(self.quant_max) - zero_point) * scale
+
+
+class _NumpyFakeQuant:
+    """The fake quantizer's forward and straight-through backward as in-graph numpy kernels.
+
+    Tensors are viewed as (rows, -1): one row per channel (axis 0) for per-channel ranges, a
+    single row otherwise. ``observe_and_quantize(x) -> (fake-quantized x, min, max)`` observes
+    the range of ``x`` (widened to include 0); ``quantize(x, min, max)`` uses a given range.
+    Both pass the gradient through where ``x`` lies inside the representable range.
+    """
+
+    def __init__(self, grid: _Grid, rows: int):
+        self.grid, self.rows = grid, rows
+        grad = ops.Custom(self._grad, out_shape=lambda x, low, high, dout: (x, low, high),
+                          out_dtype=lambda x, low, high, dout: (x, low, high), func_type="pyfunc")
+
+        def observed_bprop(x, out, dout):
+            return (grad(x, out[1], out[2], dout[0])[0],)
+
+        def given_bprop(x, low, high, out, dout):
+            return grad(x, low, high, dout)
+
+        self.observe_and_quantize = ops.Custom(
+            self._observe_and_quantize, out_shape=lambda x: (x, [rows], [rows]),
+            out_dtype=lambda x: (x, x, x), func_type="pyfunc", bprop=observed_bprop)
+        self.quantize = ops.Custom(self._quantize, out_shape=lambda x, low, high: x,
+                                   out_dtype=lambda x, low, high: x, func_type="pyfunc", bprop=given_bprop)
+
+    def _observe_and_quantize(self, x: np.ndarray):
+        rows = x.reshape(self.rows, -1)
+        low = np.minimum(rows.min(axis=1), np.float32(0))
+        high = np.maximum(rows.max(axis=1), np.float32(0))
+        return self._quantize(x, low, high), low, high
+
+    def _quantize(self, x: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        scale, lowest, highest = self.grid.bounds(low.reshape(-1, 1), high.reshape(-1, 1))
+        clipped = np.minimum(np.maximum(x.reshape(self.rows, -1), lowest), highest)
+        # The nudged minimum is a whole number of steps, so rounding x / scale lands on the same grid.
+        quantized = np.round(clipped / scale) * scale
+        return (clipped + (quantized - clipped)).reshape(x.shape)
+
+    def _grad(self, x: np.ndarray, low: np.ndarray, high: np.ndarray, dout: np.ndarray):
+        _, lowest, highest = self.grid.bounds(low.reshape(-1, 1), high.reshape(-1, 1))
+        rows = x.reshape(self.rows, -1)
+        inside = (rows >= lowest) & (rows <= highest)
+        return (dout.reshape(self.rows, -1) * inside).reshape(x.shape), np.zeros_like(low), np.zeros_like(high)
 
 
 class _MinMaxQuantizers:

@@ -31,6 +31,8 @@ from mindspore_gs.quantization.fake_quantizer import LinearFakeQuantizer
 from mindspore_gs.quantization.layer_policy import PerChannelArgs
 from mindspore_gs.quantization.quant_utils import get_quant_dtype_num_bits
 from mindspore_gs.quantization.simulated_quantization import SimulatedQuantizationAwareTraining
+from mindspore_gs.quantization.slb.slb_fake_quantizer import SlbFakeQuantizerPerLayer
+from mindspore_gs.quantization.slb.slb_quant import Conv2dSlbQuant
 from mindspore_gs.quantization.simulated_quantization.simulated_quantization_layer_policy import (
     ActLayerPolicy, ConvBnLayerPolicy, ConvLayerPolicy, DenseLayerPolicy)
 from mindspore_gs.quantization.simulated_quantization.simulated_quantization_net_policy import SimulatedNetPolicy
@@ -334,4 +336,88 @@ def refresh_pruned(net: nn.Cell) -> nn.Cell:
             cell.insert_param_to_cell(name, Parameter(Tensor(param.asnumpy()), name=param.name,
                                                       requires_grad=param.requires_grad))
     net.compile_cache.clear()
+    return net
+
+
+# ------------------------------------------------------------------ SLB weight quantizer
+
+class CompactSlbQuantizer(SlbFakeQuantizerPerLayer):
+    """Golden Stick's SLB weight quantizer with its arithmetic in two numpy kernels, so a step holds
+    about three copies of a layer's level distributions instead of about twenty.
+
+    Why: SLB keeps every convolution weight as logits over its 2^bits levels (a 5-D parameter,
+    16x the weight for 4 bits), and ``SlbFakeQuantizerPerLayer.construct`` (``softmax(x * T) *
+    w_list``, summed over the levels) leaves MindSpore's CPU graph a full-size buffer per
+    operation and per gradient, kept until the step ends: SLB on the width-32 ResNet-18 peaked at
+    4.7 GB against 0.7 GB for the float run, and the full-width recipe at 19.5 GB. The forward
+    kernel returns the 4-D weight; the backward recomputes the softmax in place
+    (``dL/dx = T * p * (w_list - w) * dL/dw``). Semantics are Golden Stick's: softmax of the
+    scaled logits while training until the temperature schedule ends, the most likely level after
+    that and in eval mode (no gradient through that argmax). ``cls_name`` stays Golden Stick's, so
+    its ``TemperatureScheduler`` still finds and drives the quantizer.
+    """
+
+    def __init__(self, like: SlbFakeQuantizerPerLayer):
+        super().__init__(like.num_bits)
+        self.w_list, self.temperature = like.w_list, like.temperature
+        self.flag_temperature_end_changing = like.flag_temperature_end_changing
+        levels = np.asarray(like.w_list_init, np.float32)
+        weight = _SlbKernels(levels)
+        grad = ops.Custom(weight.grad, out_shape=lambda x, t, end, dout: (x, t, end),
+                          out_dtype=lambda x, t, end, dout: (x, t, end), func_type="pyfunc")
+
+        def bprop(x, temperature, end, out, dout):
+            return grad(x, temperature, end, dout)
+
+        self._weight = ops.Custom(weight.forward, out_shape=lambda x, t, end: x[:-1],
+                                  out_dtype=lambda x, t, end: x, func_type="pyfunc", bprop=bprop)
+
+    @property
+    def cls_name(self) -> str:
+        return SlbFakeQuantizerPerLayer.__name__
+
+    def construct(self, x):
+        end = self.flag_temperature_end_changing if self.training else self.true_tensor
+        return self._weight(x, self.temperature, end)
+
+
+class _SlbKernels:
+    """SLB's weight = expected level under softmax(logits * T) (or the most likely level once
+    ``end`` is set), and its gradient, in numpy over the last (levels) axis."""
+
+    def __init__(self, levels: np.ndarray):
+        self.levels = levels
+
+    def forward(self, logits: np.ndarray, temperature: np.ndarray, end: np.ndarray) -> np.ndarray:
+        if end:
+            return self.levels[logits.argmax(axis=-1)]
+        return self._softmax(logits, temperature) @ self.levels
+
+    def grad(self, logits: np.ndarray, temperature: np.ndarray, end: np.ndarray, dout: np.ndarray):
+        zeros = (np.zeros_like(temperature), np.zeros_like(end))
+        if end:
+            return (np.zeros_like(logits), *zeros)
+        probs = self._softmax(logits, temperature)
+        weight = probs @ self.levels
+        centred = np.subtract(self.levels, weight[..., None], dtype=np.float32)
+        probs *= centred
+        del centred
+        probs *= (dout * temperature)[..., None]
+        return (probs, *zeros)
+
+    @staticmethod
+    def _softmax(logits: np.ndarray, temperature: np.ndarray) -> np.ndarray:
+        scaled = logits * temperature
+        scaled -= scaled.max(axis=-1, keepdims=True)
+        np.exp(scaled, out=scaled)
+        scaled /= scaled.sum(axis=-1, keepdims=True)
+        return scaled
+
+
+def compact_slb_quantizers(net: nn.Cell) -> nn.Cell:
+    """Swap every SLB weight quantizer in ``net`` (after ``SlbQuantAwareTraining.apply``) for a
+    :class:`CompactSlbQuantizer` sharing its parameters."""
+    for _, cell in net.cells_and_names():
+        if isinstance(cell, Conv2dSlbQuant) and not isinstance(cell.weight_quantizer(), CompactSlbQuantizer):
+            cell._weight_quantizer = CompactSlbQuantizer(cell.weight_quantizer())
     return net

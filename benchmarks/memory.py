@@ -102,8 +102,10 @@ def plan(workdir: str, overrides: List[str], only: Optional[set]) -> List[Job]:
         jobs.append(Job(name, args + (["--set", *overrides, *extra] if overrides or extra else [])))
     jobs.append(Job("tune", ["tune", "-c", "configs/tune/resnet18_digits_lr_wd.yaml", "--trials", "3",
                              "--output-dir", os.path.join(workdir, "tune"), *resnet]))
-    jobs += bert_jobs(workdir)
     wanted = only or set(JOBS)
+    if wanted & {"bert_pretrain", "bert_finetune"}:
+        wanted.add("bert_pretrain")
+        jobs += bert_jobs(workdir)
     if wanted & {"eval", "export", *ALGORITHMS}:
         wanted.add("train")
     return [job for job in jobs if job.name in wanted]

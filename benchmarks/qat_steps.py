@@ -6,7 +6,7 @@ graph mode) of the zoo's ResNet-18 (CIFAR stem): float, after ``MinMaxSimQAT.app
 process (median of ``--steps`` steps after one compiled warm-up step, plus its peak RSS); rounds
 alternate float, SimQAT, SLB. Target: a SimQAT step at most 3x the float step.
 
-    .venv/bin/python benchmarks/qat_steps.py [--width 64] [--rounds 2] [--steps 10] [--quick]
+    .venv/bin/python benchmarks/qat_steps.py [--width 64] [--rounds 2] [--steps 10] [--no-slb] [--quick]
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--width", type=int, default=64, help="ResNet-18 base width (default 64, the recipe's)")
     parser.add_argument("--rounds", type=int, default=2, help="alternated rounds of the three variants")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per process")
+    parser.add_argument("--no-slb", action="store_true", help="skip SLB (its 5-D weights need GBs at full width)")
 
 
 def worker(variant: str, width: int, steps: int) -> None:
@@ -74,18 +75,19 @@ def launch(variant: str, width: int, steps: int) -> Dict[str, float]:
 def main() -> None:
     args = parse_args(__doc__, add_arguments)
     width, steps, rounds = (8, 3, 1) if args.quick else (args.width, args.steps, args.rounds)
+    variants = VARIANTS[:2] if args.no_slb else VARIANTS
     load = LoadWatch(args.wait_quiet)
-    runs: Dict[str, List[Dict[str, float]]] = {variant: [] for variant in VARIANTS}
+    runs: Dict[str, List[Dict[str, float]]] = {variant: [] for variant in variants}
     for round_ in range(rounds):
-        for variant in VARIANTS:
+        for variant in variants:
             progress(f"round {round_ + 1}/{rounds}: {variant}")
             runs[variant].append(load.run(variant, lambda v=variant: launch(v, width, steps)))
-    step = {variant: median([run["step_s"] for run in runs[variant]]) for variant in VARIANTS}
-    rss = {variant: max(run["peak_rss_mb"] for run in runs[variant]) for variant in VARIANTS}
+    step = {variant: median([run["step_s"] for run in runs[variant]]) for variant in variants}
+    rss = {variant: max(run["peak_rss_mb"] for run in runs[variant]) for variant in variants}
     rows = [(variant, f"{step[variant]:.3f}", f"{step[variant] / step['float']:.2f}", f"{rss[variant]:.0f}")
-            for variant in VARIANTS]
+            for variant in variants]
     result = {"benchmark": "qat_steps", "width": width, "step_s": step, "peak_rss_mb": rss,
-              "slb_ratio": round(step["slb"] / step["float"], 3),
+              "slb_ratio": round(step["slb"] / step["float"], 3) if "slb" in step else None,
               **target(step["simqat"] / step["float"], TARGET, key="simqat_ratio", at_most=True)}
     finish(f"QAT train step vs float, ResNet-18 width {width}, batch 32", ["variant", "step s", "x float",
                                                                             "peak RSS MB"], rows, result, load)

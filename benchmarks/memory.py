@@ -156,7 +156,7 @@ def main() -> None:
     measured = [job for job in jobs if job.peak_gb is not None]
     worst = max(measured, key=lambda job: job.peak_gb)
     rows = [(job.name, f"{job.peak_gb:.2f}", f"{job.seconds:.0f}", job.status) for job in jobs]
-    result: Dict[str, object] = {"benchmark": "memory", "overrides": overrides,
+    result: Dict[str, object] = {"benchmark": "memory", "quick": args.quick, "overrides": overrides,
                                  "peak_gb": {job.name: round(job.peak_gb, 3) for job in measured},
                                  "status": {job.name: job.status for job in jobs}, "worst": worst.name,
                                  **target(worst.peak_gb, TARGET_GB, key="worst_peak_gb", at_most=True)}

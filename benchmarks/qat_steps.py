@@ -86,7 +86,7 @@ def main() -> None:
     rss = {variant: max(run["peak_rss_mb"] for run in runs[variant]) for variant in variants}
     rows = [(variant, f"{step[variant]:.3f}", f"{step[variant] / step['float']:.2f}", f"{rss[variant]:.0f}")
             for variant in variants]
-    result = {"benchmark": "qat_steps", "width": width, "step_s": step, "peak_rss_mb": rss,
+    result = {"benchmark": "qat_steps", "quick": args.quick, "width": width, "step_s": step, "peak_rss_mb": rss,
               "slb_ratio": round(step["slb"] / step["float"], 3) if "slb" in step else None,
               **target(step["simqat"] / step["float"], TARGET, key="simqat_ratio", at_most=True)}
     finish(f"QAT train step vs float, ResNet-18 width {width}, batch 32", ["variant", "step s", "x float",

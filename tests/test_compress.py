@@ -131,17 +131,20 @@ def test_slb_2bit(tmp_path, pretrained):
     rows = {row["layer"]: row for row in report["layers"]}
     assert rows["layer2.1.conv2"]["weight_bits"] == 2 and rows["layer2.1.conv2"]["activation_bits"] == 32
     assert report["after"]["weights_mb"] < 0.2 * report["before"]["weights_mb"]
+    # SLB's convert stores each quantized convolution's selected levels as "<cell>.weight_4d".
     quantized = {name: weight for name, weight in exported_weights(report["after"]["file"]).items()
-                 if weight.ndim == 4 and rows.get(name.rsplit(".", 1)[0], {}).get("weight_bits") == 2}
+                 if name.endswith(".weight_4d")}
     assert len(quantized) == sum(row["weight_bits"] == 2 for row in rows.values()) > 10
     for name, weight in quantized.items():
         per_channel = max(len(np.unique(channel)) for channel in weight.reshape(weight.shape[0], -1))
         assert per_channel <= 2 ** 2, name
+    levels = np.unique(np.concatenate([weight.ravel() for weight in quantized.values()]))
+    np.testing.assert_allclose(levels, np.linspace(-1, 1, 2 ** 2), atol=1e-6)  # Golden Stick's level grid
 
 
 @pytest.mark.slow
 def test_scop_removes_channels(tmp_path, pretrained):
-    report = run(tmp_path, "scop", pretrained, "train.epochs=2")
+    report = run(tmp_path, "scop", pretrained, "train.epochs=2", "train.batch_size=32")
     assert_within(report, 1.0)
     assert report["after"]["params"] < 0.7 * report["before"]["params"]
     assert report["after"]["flops"] < 0.7 * report["before"]["flops"]

@@ -156,7 +156,9 @@ def test_scop_removes_channels(tmp_path, pretrained):
 
 @pytest.mark.slow
 def test_unipruner_prunes_and_exports_plain_names(tmp_path, pretrained):
-    report = run(tmp_path, "unipruner", pretrained, "train.epochs=3", "compression.unipruner.pruning_step=4",
+    # The recipe's 0.55 target cost this width-8 model 1.1-1.7 pt in 2-4 epochs; 0.7 over 6 epochs keeps it.
+    report = run(tmp_path, "unipruner", pretrained, "train.epochs=6", "train.batch_size=32",
+                 "compression.unipruner.target_sparsity=0.7", "compression.unipruner.pruning_step=4",
                  "compression.unipruner.filter_lower_threshold=4")
     assert_within(report, 1.0)
     assert report["after"]["params"] < 0.7 * report["before"]["params"]

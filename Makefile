@@ -1,10 +1,11 @@
 # The two commands a new user types: `make demo` and `make test`. Both create .venv first.
+# `make test-fast` skips the end-to-end and subprocess tests (marked `slow`) for quick development loops.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test clean-venv
+.PHONY: setup demo test test-fast clean-venv
 
 setup: $(STAMP)
 
@@ -22,5 +23,13 @@ demo: setup
 test: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q tests
 
+test-fast: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -m "not slow" tests
+
 clean-venv:
 	rm -rf $(VENV)
+
+.PHONY: docs
+docs: setup  # regenerates docs/reference/ from the code, then builds the site into site/ (strict: no broken links)
+	$(PY) -m ms_suite.cli.docs_reference
+	$(VENV)/bin/mkdocs build --strict --site-dir site

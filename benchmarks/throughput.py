@@ -5,7 +5,7 @@ inference; BERT-Tiny (batch 32) and BERT-Base (batch 8) pretraining (masked LM +
 seq 128), train. Each row runs in a fresh process (benchmarks/ms_steps.py) with the recipe's own
 settings. MFU = model FLOPs per sample x samples/s / peak FLOP/s, where model FLOPs are the
 forward pass (x3 for training: backward ~ 2x forward) and the CPU peak is
-cores x fp32 lanes per vector x 2 (FMA) x FMA units per core x clock (ms_suite.profiling.mfu.cpu_peak).
+cores x fp32 FLOPs per cycle of the vector units (vendor, ISA, FMA pipes) x clock (ms_suite.profiling.mfu.cpu_peak).
 
     .venv/bin/python benchmarks/throughput.py [--quick]
 """

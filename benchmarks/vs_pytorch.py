@@ -7,7 +7,7 @@ runs ms-suite under each CPU option MindSpore 2.7.2 offers (runtime.num_threads,
 cpu_affinity, jit_level, graph_kernel: recipe keys) and a bare MindSpore step (TrainOneStepCell).
 Every figure is the median over rounds of fresh processes run in turn (A B C ... A B C ...); the
 options MindSpore refuses on CPU (NHWC layout, jit_level O2, dataset sink) are probed and the
-refusal printed.
+refusal printed; a setting this environment lacks a package for is skipped with the reason.
 
     .venv/bin/python benchmarks/vs_pytorch.py [--rounds 3] [--skip-settings] [--quick]
 """
@@ -101,6 +101,14 @@ DEFAULT, TORCH, TORCH_CL, BARE = ("ms-suite (recipe default)", "PyTorch NCHW", "
                                  "bare MindSpore (TrainOneStepCell)")
 
 
+def unavailable(settings: Sequence[str]) -> Dict[str, str]:
+    """The settings this environment cannot run, with the reason: they are skipped and reported."""
+    from ms_suite.runtime.device import graph_kernel_missing
+
+    missing = graph_kernel_missing("CPU")
+    return {label: missing for label in settings if missing and "runtime.graph_kernel=true" in SETTINGS[label]}
+
+
 def compare(model: str, settings: Sequence[str], args, load: LoadWatch) -> Dict[str, float]:
     """Median samples/s of each contender on ``model``, fresh processes alternating A B C A B C."""
     _, batch, _, _ = MODELS[model]
@@ -123,6 +131,8 @@ def main() -> None:
     progress("probing the CPU options MindSpore refuses ...")
     refusals = probe_refusals()
     settings = [] if args.skip_settings or args.quick else (args.settings or list(SETTINGS))
+    skipped = unavailable(settings)
+    settings = [label for label in settings if label not in skipped]
     models, sweep = {}, {}
     for model, (_, batch, _, _) in MODELS.items():
         if args.quick and model != "resnet18_cifar":
@@ -143,12 +153,13 @@ def main() -> None:
         notes += ["", "ResNet-18 CIFAR step per MindSpore CPU setting (each alone, in a fresh process):",
                   *(f"  {label:36s} {r['samples_per_s']:9.2f} samples/s  x{r['vs_default']:.3f} of default  "
                     f"x{r['vs_pytorch']:.3f} of PyTorch" for label, r in sweep.items())]
+    notes += [f"  {label:36s} skipped: {why}" for label, why in skipped.items()]
     notes += ["", "Refused on CPU:", *(f"  {name}: {why}" for name, why in refusals.items())]
     worst = min(r["ratio"] for r in models.values())
     finish("ms-suite vs PyTorch: training samples/s on CPU",
            ["model", "ms-suite", "PyTorch NCHW", "PyTorch channels-last", "ratio"], rows,
            {"benchmark": "vs_pytorch", "quick": args.quick, "models": models, "settings": sweep,
-            "refused_on_cpu": refusals, **target(worst, 1.0)}, load, notes)
+            "skipped_settings": skipped, "refused_on_cpu": refusals, **target(worst, 1.0)}, load, notes)
 
 
 if __name__ == "__main__":

@@ -98,3 +98,24 @@ def write_tagging(folder: str, train: int = 96, eval_: int = 32) -> str:
                 tags = ["O"] * len(lead) + ["O", "SUBJ", "VERB", "O", "OBJ", "O", "O", "OBJ", "O"]
                 fh.write(json.dumps({"tokens": words, "tags": tags}) + "\n")
     return folder
+
+
+def write_sparse_tagging(folder: str, train: int = 160, eval_: int = 48, words: int = 16) -> str:
+    """Like :func:`write_tagging` but with realistically sparse tags: ``words`` - 1 untagged filler
+    words and one tagged word per sentence (SUBJ for a subject, OBJ for an object): ~6% non-O."""
+    os.makedirs(folder, exist_ok=True)
+    topics = list(TOPICS.values())
+    filler = FILLER + [v for parts in topics for v in parts[1]]  # verbs stay untagged here
+    for name, n, seed in (("train", train, 5), ("dev", eval_, 6)):
+        rng = random.Random(seed)
+        with open(os.path.join(folder, f"{name}.jsonl"), "w", encoding="utf-8") as fh:
+            for i in range(n):
+                subjects, _, objects = topics[i % len(topics)]
+                tag = rng.choice(["SUBJ", "OBJ"])
+                sentence = [rng.choice(filler) for _ in range(words - 1)]
+                at = rng.randrange(words)
+                sentence.insert(at, rng.choice(subjects if tag == "SUBJ" else objects))
+                tags = ["O"] * words
+                tags[at] = tag
+                fh.write(json.dumps({"tokens": sentence, "tags": tags}) + "\n")
+    return folder

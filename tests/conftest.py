@@ -42,3 +42,10 @@ def tiny_run(tmp_path_factory, cache_env):
     out = tmp_path_factory.mktemp("runs") / "tiny"
     proc = cli("train", "-c", "configs/quickstart.yaml", "--output-dir", str(out), "--set", *TINY)
     return out, proc
+
+
+def pytest_collection_modifyitems(items):
+    """A test that uses the trained ``tiny_run`` is end-to-end: it is marked ``slow`` like those marked by hand."""
+    for item in items:
+        if "tiny_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -12,14 +12,19 @@ import pytest
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # end-to-end: trains or runs the CLI in a subprocess
+
 COMMON = {"benchmark", "quick", "others_cores_max", "quiet", "machine"}
 TARGET = {"target", "met"}
 EXPECTED = {
+    "async_save": {"ratio", "step_ms_none", "step_ms_sync", "step_ms_async", "save_call_ms_sync",
+                   "save_call_ms_async", "checkpoint_mb"} | TARGET,
     "overhead": {"ratio", "suite_samples_per_s", "bare_samples_per_s", "runs"} | TARGET,
     "throughput": {"rows", "peak_tflops", "peak_source"},
     "vs_pytorch": {"ratio", "models", "settings", "refused_on_cpu"} | TARGET,
     "data_pipeline": {"ratio", "pipelines", "data_wait_share"} | TARGET,
     "dp_scaling": {"efficiency", "one_worker_samples_per_s", "two_workers_samples_per_s"} | TARGET,
+    "eval_scaling": {"speedup", "one_worker_eval_s", "two_workers_eval_s", "eval_samples"},
     "startup": {"ratio", "cold_s", "warm_s", "runs"} | TARGET,
 }
 

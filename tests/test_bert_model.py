@@ -139,6 +139,26 @@ def test_sequence_classification_matches_and_new_head_is_logged(tmp_path, caplog
     assert any("classifier.weight" in r.getMessage() for r in caplog.records)
 
 
+def test_token_classification_matches_transformers(tmp_path):
+    """Every token's logits against transformers' BertForTokenClassification (padding rows included)."""
+    torch.manual_seed(3)
+    config = _hf_config("odd")
+    config.num_labels = 5
+    model = transformers.BertForTokenClassification(config).eval()
+    with torch.no_grad():
+        model.classifier.bias.add_(torch.randn_like(model.classifier.bias))
+    folder = _save(model, tmp_path / "tok", "safetensors")
+    ids, mask, types = _inputs()
+    with torch.no_grad():
+        ref = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+                    token_type_ids=torch.tensor(types)).logits.numpy()
+    net = ms_suite.create_model("bert_token_cls", num_classes=5, pretrained=folder)
+    net.set_train(False)
+    got = net(*[ms.Tensor(a, ms.int32) for a in (ids, mask, types)]).asnumpy()
+    assert got.shape == ref.shape == (3, 12, 5)
+    _close(got, ref)
+
+
 def test_convert_weights_cli_writes_a_self_describing_checkpoint(hf_pretraining, tmp_path, capsys):
     shape, model, dirs = hf_pretraining
     dst = str(tmp_path / "bert.ckpt")

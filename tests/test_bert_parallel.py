@@ -56,6 +56,7 @@ def test_model_parallel_needs_semi_auto_mode_and_an_accelerator():
     check_device(ParallelConfig(mode="data_parallel"), "CPU")
 
 
+@pytest.mark.slow
 def test_large_recipe_on_cpu_is_a_one_line_error(tmp_path):
     cfg = load_config(os.path.join(ROOT, "configs/bert/bert_large_pretrain.yaml"))
     assert (cfg.parallel.model_parallel, cfg.parallel.pipeline_stage, cfg.parallel.recompute) == (4, 2, True)
@@ -109,6 +110,7 @@ def test_semi_auto_layout_checks_then_lays_out_the_model(monkeypatch):
     assert layers[0].attention.self.query.matmul.in_strategy == ((1, 1), (4, 1))
 
 
+@pytest.mark.slow
 def test_eval_of_a_sliced_recipe_names_the_merge(tmp_path):
     proc = cli("eval", "-c", "configs/bert/bert_large_pretrain.yaml", "--checkpoint", str(tmp_path / "step_1.ckpt"),
                "--set", "runtime.device=CPU", f"data.path={tmp_path}", check=False)

@@ -11,8 +11,8 @@ from PIL import Image
 
 from ms_suite.config.schema import DataConfig
 from ms_suite.data import DatasetInfo, build_dataset, dataset_info, steps_per_epoch
-from ms_suite.data.datasets import shard_indices
-from ms_suite.data.transforms import CIFAR_MEAN, CIFAR_STD
+from ms_suite.data.datasets import shard_indices, train_order
+from ms_suite.data.transforms import CIFAR_MEAN, CIFAR_STD, BatchMixer
 from ms_suite.errors import UserError
 
 RECORD = 3073
@@ -99,9 +99,18 @@ def test_train_order_seeded_and_resume_is_exact():
     np.testing.assert_array_equal(resumed[1], full[1][5:])
 
 
+def test_train_order_is_distinct_for_every_seed_and_epoch():
+    """seed s at epoch e+1 must not replay seed s+1 at epoch e (as a seed + epoch generator would)."""
+    orders = {(seed, epoch): shard_indices(1437, "train", seed=seed, epoch=epoch, batch_size=1).tobytes()
+              for seed in range(4) for epoch in range(4)}
+    assert len(set(orders.values())) == len(orders)
+    for seed in range(4):
+        assert sorted(np.frombuffer(orders[seed, 0], dtype=np.int64)) == list(range(1437))
+
+
 def test_train_shards_take_consecutive_batches_of_one_global_batch():
     n, batch, shards = 1437, 5, 2
-    perm = np.random.RandomState(7 + 2).permutation(n)
+    perm = train_order(n, seed=7, epoch=2)
     parts = [shard_indices(n, "train", seed=7, epoch=2, num_shards=shards, shard_id=k, batch_size=batch)
              for k in range(shards)]
     steps = n // (batch * shards)
@@ -121,14 +130,18 @@ def test_train_shards_take_consecutive_batches_of_one_global_batch():
         np.testing.assert_array_equal(shard[1], single[1][:, k].reshape(shard[1].shape))
 
 
-def test_eval_is_sequential_deterministic_and_sharded_by_stride():
+def test_eval_is_sequential_deterministic_and_sharded_by_whole_batches():
     cfg = DataConfig(augment=True)
     first, second = rows(build_dataset(cfg, "eval", 64)), rows(build_dataset(cfg, "eval", 64))
     np.testing.assert_array_equal(first[0], second[0])
     assert len(first[1]) == 360  # drop_remainder=False
-    shard = rows(build_dataset(cfg, "eval", 7, num_shards=3, shard_id=1))
-    np.testing.assert_array_equal(shard[0], first[0][1::3])
+    # 360 samples = 52 batches of 7 (the last one short): ranks read batches 0-16, 17-33 and 34-51.
+    shards = [rows(build_dataset(cfg, "eval", 7, num_shards=3, shard_id=k)) for k in range(3)]
+    assert [len(images) for images, _ in shards] == [17 * 7, 17 * 7, 360 - 34 * 7]
+    np.testing.assert_array_equal(np.concatenate([images for images, _ in shards]), first[0])
     assert steps_per_epoch(cfg, "eval", 7, num_shards=3) == 18
+    # Fewer batches than ranks: the first rank reads nothing, the batch is not split.
+    assert [len(shard_indices(5, "eval", num_shards=2, shard_id=k, batch_size=7)) for k in (0, 1)] == [0, 5]
 
 
 def test_resume_at_epoch_end_yields_nothing():
@@ -146,6 +159,37 @@ def test_mixup_and_cutmix_give_float_one_hot_labels():
     assert (labels[..., 10:] == 0).all() and (labels.max(-1) < 1).any()  # some batches are mixed
     _, eval_labels = collect(build_dataset(cfg, "eval", 360))
     assert eval_labels.dtype == np.int32
+
+
+@pytest.mark.parametrize("mix", [{"mixup": 0.2}, {"cutmix": 0.5}, {"mixup": 0.2, "cutmix": 0.2, "mix_prob": 0.7}])
+def test_mixed_batches_are_exact_across_a_resume_and_match_accumulating_shards(mix):
+    cfg = DataConfig(num_workers=2, **mix)
+    full = collect(build_dataset(cfg, "train", 16, seed=5, epoch=1))
+    resumed = collect(build_dataset(cfg, "train", 16, seed=5, epoch=1, skip_batches=7))
+    assert (full[1].max(-1) < 1).any()  # mixing happened
+    np.testing.assert_array_equal(resumed[0], full[0][7:])
+    np.testing.assert_array_equal(resumed[1], full[1][7:])
+    # Rank k of 2 at step i mixes like micro-batch k of step i in one process (2 x 8 samples).
+    halves = [collect(build_dataset(cfg, "train", 8, seed=5, epoch=1, num_shards=2, shard_id=k)) for k in (0, 1)]
+    single = collect(build_dataset(cfg, "train", 8, seed=5, epoch=1))
+    steps = len(halves[0][1])
+    for k in (0, 1):
+        np.testing.assert_array_equal(halves[k][1], single[1][k:2 * steps:2])
+
+
+def test_cutmix_pastes_one_box_and_weights_labels_by_its_area():
+    cfg = DataConfig(cutmix=1.0)
+    images = np.arange(2 * 1 * 10 * 10, dtype=np.float32).reshape(2, 1, 10, 10)
+    labels = np.eye(2, dtype=np.float32)
+    mixer = BatchMixer(cfg, seed=0, epoch=0)
+    draws = (mixer.mix(images, labels, np.random.default_rng(seed)) for seed in range(20))
+    mixed, mixed_labels = next((x, y) for x, y in draws if (x != images).any())  # partner is the other image
+    pasted = mixed != images
+    swapped = np.flatnonzero(pasted[0, 0].any(1)), np.flatnonzero(pasted[0, 0].any(0))
+    box = pasted[0, 0][swapped[0][0]:swapped[0][-1] + 1, swapped[1][0]:swapped[1][-1] + 1]
+    assert box.all() and pasted[0].sum() == box.size  # one solid rectangle
+    np.testing.assert_array_equal(mixed[0][pasted[0]], images[1][pasted[0]])
+    np.testing.assert_allclose(mixed_labels[0], [1 - box.size / 100, box.size / 100], rtol=1e-6)
 
 
 def test_digits_errors():

@@ -22,6 +22,17 @@ def test_warmup_then_cosine():
     assert np.all(np.diff(lr[10:]) <= 1e-9) and lr[-1] == pytest.approx(0.001, rel=0.05)
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "poly"])
+@pytest.mark.parametrize("scale", [0.5, 4.0])
+def test_scaled_lr_decays_from_the_scaled_peak_to_min_lr(schedule, scale):
+    """scale_lr multiplies the peak (0.1 -> 0.1 * scale); the floor stays min_lr, not min_lr * scale."""
+    cfg = TrainConfig(epochs=10, lr=0.1, schedule=schedule, min_lr=0.01, power=2.0, scale_lr=True)
+    peak, t = 0.1 * scale, np.arange(100) / 100
+    shape = 0.5 * (1 + np.cos(np.pi * t)) if schedule == "cosine" else (1 - t) ** 2
+    lr = build_lr_schedule(cfg, steps_per_epoch=10, peak_lr=peak)
+    np.testing.assert_allclose(lr, 0.01 + (peak - 0.01) * shape, rtol=1e-5)
+
+
 @pytest.mark.parametrize("schedule, expect", [
     ("step", {0: 0.1, 29: 0.1, 30: 0.01, 60: 0.001}),
     ("multistep", {0: 0.1, 29: 0.1, 30: 0.01, 60: 0.001, 80: 0.0001}),
@@ -121,6 +132,7 @@ def test_ema_update_and_swap():
     np.testing.assert_allclose(first.asnumpy(), start + 2.0, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_optional_features_train_together(tmp_path, cache_env):
     """AdamW + EMA + mixup/cutmix + label smoothing + accumulation + clipping + AMP request on CPU."""
     out = tmp_path / "features"
@@ -138,6 +150,7 @@ def test_optional_features_train_together(tmp_path, cache_env):
     assert any(name.startswith("ema.") for name in params) and any(n.startswith("adam_m.") for n in params)
 
 
+@pytest.mark.slow
 def test_lamb_trains(tmp_path, cache_env):
     out = tmp_path / "lamb"
     cli("train", "-c", "configs/quickstart.yaml", "--output-dir", str(out), "--set", "model.kwargs.base_width=8",

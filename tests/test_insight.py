@@ -10,6 +10,8 @@ import pytest
 
 from conftest import TINY, cli
 
+pytestmark = pytest.mark.slow  # end-to-end: trains or runs the CLI in a subprocess
+
 PROFILED = ["summary.enabled=true", "summary.every_n_steps=5", "summary.histograms=true",
             "profile.enabled=true", "profile.start_step=3", "profile.stop_step=5"]
 SCALARS = {"loss/scalar", "lr/scalar", "samples_per_s/scalar", "data_ms/scalar", "compute_ms/scalar",

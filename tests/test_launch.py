@@ -63,6 +63,7 @@ def reference_run(tmp_path_factory, cache_env):
     return out
 
 
+@pytest.mark.slow
 def test_distributed_cpu_run_writes_a_normal_run_directory(dp_run):
     out, proc = dp_run
     result = summary(out)
@@ -93,6 +94,7 @@ def _trainable(run_dir):
     return [params[p.name] for p in net.trainable_params()]
 
 
+@pytest.mark.slow
 def test_ranks_end_identical_and_match_one_process_on_the_same_batches(dp_run, reference_run):
     from ms_suite.runtime.distributed import weights_digest
 
@@ -107,6 +109,37 @@ def test_ranks_end_identical_and_match_one_process_on_the_same_batches(dp_run, r
         np.testing.assert_allclose(dp.asnumpy(), single.asnumpy(), rtol=1e-4, atol=1e-5, err_msg=dp.name)
 
 
+def _one_process_metrics(run_dir) -> dict:
+    """The whole eval split in this process, in graph mode like the trainer, with the run's final checkpoint."""
+    from ms_suite.config import load_config
+    from ms_suite.data import build_dataset, dataset_info
+    from ms_suite.engine.tasks import get_task
+    from ms_suite.models import model_info
+    from ms_suite.models.weights import load_pretrained
+    from ms_suite.runtime import init_runtime
+
+    cfg = load_config(str(run_dir / "config.yaml"))
+    init_runtime(cfg.runtime, cfg.train.seed)
+    info = dataset_info(cfg.data)
+    task = get_task(model_info(cfg.model.name).task)
+    net, _ = task.build_model(cfg, info)
+    load_pretrained(net, summary(run_dir)["final_checkpoint"], allow_new_head=False)
+    return task.evaluate(net, build_dataset(cfg.data, "eval", cfg.eval.batch_size), cfg.eval.batch_size)
+
+
+@pytest.mark.slow
+def test_each_rank_evaluates_its_shard_and_the_metrics_equal_one_process_exactly(dp_run):
+    out, _ = dp_run
+    result = summary(out)
+    # 360 eval samples in batches of 128: rank 0 reads batch 0, rank 1 batches 1 and 2 (104 + 24 padding).
+    assert result["eval_samples_per_rank"] == [128, 232]
+    for rank, count in ((0, 128), (1, 232)):
+        assert f"rank {rank} evaluated {count} of 360 eval samples" in (out / "logs" / f"worker_{rank}.log").read_text()
+    assert len(result["eval_s"]) == 1 and result["eval_s"][0] > 0
+    assert result["metrics"] == _one_process_metrics(out)  # every float bit for bit, samples 360
+
+
+@pytest.mark.slow
 def test_eval_script_reproduces_the_distributed_run_metrics(dp_run):
     out, _ = dp_run
     result = summary(out)
@@ -117,6 +150,7 @@ def test_eval_script_reproduces_the_distributed_run_metrics(dp_run):
     assert abs(top1 - result["metrics"]["top1"]) < 1e-3
 
 
+@pytest.mark.slow
 def test_a_killed_rank_stops_the_job_and_is_named(tmp_path):
     out = tmp_path / "crash"
     job = subprocess.Popen(["bash", "scripts/run_distribute_train.sh", "-c", RECIPE, "-n", "2", "--device", "CPU",
@@ -165,6 +199,7 @@ def _commands(proc) -> list:
     return [line for line in proc.stdout.splitlines() if not line.startswith("#")]
 
 
+@pytest.mark.slow
 def test_print_cmd_msrun_two_nodes_of_eight():
     base = ["-c", RECIPE, "-n", "16", "--nodes", "2", "--master-addr", "10.0.0.1", "--output-dir", "/shared/r50",
             "--device", "Ascend", "--bind-core", "--set", "train.epochs=90", "--print-cmd"]
@@ -181,6 +216,7 @@ def test_print_cmd_msrun_two_nodes_of_eight():
                               "--set", "train.epochs=90", "parallel.mode=data_parallel", "runtime.device=Ascend"]
 
 
+@pytest.mark.slow
 def test_print_cmd_rank_table_two_nodes_of_eight(tmp_path):
     from ms_suite.cli.main import main
 
@@ -190,14 +226,16 @@ def test_print_cmd_rank_table_two_nodes_of_eight(tmp_path):
     proc = script("run_distribute_train.sh", "-c", RECIPE, "-n", "16", "--rank-table", str(table), "--nodes", "2",
                   "--node-rank", "1", "--output-dir", "/shared/r50", "--print-cmd")
     lines = _commands(proc)
-    assert len(lines) == 8
-    for device, line in enumerate(lines):
+    assert len(lines) == 9 and lines[-1] == "wait"  # pasted into a shell, the 8 ranks run at once
+    for device, line in enumerate(lines[:-1]):
         rank = 8 + device
         assert line == (f"RANK_TABLE_FILE={table} RANK_SIZE=16 RANK_ID={rank} DEVICE_ID={device} {sys.executable} "
                         f"-m ms_suite.launch.worker train -c {RECIPE} --output-dir /shared/r50 --set "
-                        f"parallel.mode=data_parallel runtime.device=Ascend > /shared/r50/logs/worker_{rank}.log 2>&1")
+                        f"parallel.mode=data_parallel runtime.device=Ascend > /shared/r50/logs/worker_{rank}.log "
+                        "2>&1 &")
 
 
+@pytest.mark.slow
 def test_print_cmd_standalone_and_eval():
     (line,) = _commands(script("run_standalone_train.sh", "-c", RECIPE, "--device", "GPU", "--device-id", "3",
                                "--output-dir", "/tmp/r", "--set", "train.epochs=2", "--print-cmd"))
@@ -207,6 +245,7 @@ def test_print_cmd_standalone_and_eval():
     assert shlex.split(line) == [sys.executable, "-m", "ms_suite", "eval", "-c", RECIPE, "--checkpoint", "a b.ckpt"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_scripts_have_help(name):
     proc = script(name, "--help")
@@ -253,6 +292,7 @@ def _fake_rank(rank: int, body: str, log_dir) -> Process:
     return Process([sys.executable, "-c", code], rank=rank, log=str(log_dir / f"worker_{rank}.log"))
 
 
+@pytest.mark.slow
 def test_rank_table_supervision_stops_all_when_one_rank_exits_with_an_error(tmp_path, capsys):
     commands = [_fake_rank(0, "time.sleep(60)", tmp_path),
                 _fake_rank(1, "print('Traceback: boom', flush=True); sys.exit(3)", tmp_path)]

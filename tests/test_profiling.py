@@ -13,6 +13,7 @@ from ms_suite.profiling.mfu import lookup_peak, training_flops_per_sample
 from ms_suite.profiling.profile_window import check_window, plan_window
 
 
+@pytest.mark.slow
 def test_every_run_reports_mfu_and_step_split(tiny_run):
     from ms_suite.models import create_model
     from ms_suite.models.flops import count_flops
@@ -32,6 +33,7 @@ def test_every_run_reports_mfu_and_step_split(tiny_run):
         assert row in proc.stdout, row
 
 
+@pytest.mark.slow
 def test_metrics_jsonl_has_curves_and_evals(tiny_run):
     out, _ = tiny_run
     records = read_metrics(str(out))
@@ -51,6 +53,7 @@ def test_profile_window_planning():
         check_window(ProfileConfig(enabled=True, start_step=10, stop_step=5))
 
 
+@pytest.mark.slow
 def test_bad_profile_window_fails_before_training(tmp_path, cache_env):
     proc = cli("train", "-c", "configs/quickstart.yaml", "--output-dir", str(tmp_path / "r"), "--set", *TINY,
                "profile.enabled=true", "profile.start_step=5", "profile.stop_step=2", check=False)
@@ -58,14 +61,40 @@ def test_bad_profile_window_fails_before_training(tmp_path, cache_env):
     assert not (tmp_path / "r" / "checkpoints").exists()
 
 
-def test_cpu_peak_formula():
-    cpuinfo = ("model name\t: Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz\nsiblings\t: 4\ncpu cores\t: 2\n"
-               "flags\t\t: fpu sse avx avx2 fma avx512f\n")
+def _cpuinfo(vendor, family, model, name, flags, mhz="2600.000"):
+    return (f"vendor_id\t: {vendor}\ncpu family\t: {family}\nmodel\t\t: {model}\nmodel name\t: {name}\n"
+            f"cpu MHz\t\t: {mhz}\nsiblings\t: 4\ncpu cores\t: 2\nflags\t\t: fpu sse sse2 {flags}\n")
+
+
+AVX512 = "avx fma avx2 avx512f avx512dq avx512bw avx512vl"
+
+
+@pytest.mark.parametrize("cpuinfo, flops_per_cycle, ghz, fragment", [
+    # AMD EPYC 9654 (Zen 4, family 0x19): AVX-512 runs on two 256-bit FMA pipes
+    (_cpuinfo("AuthenticAMD", 25, 17, "AMD EPYC 9654 96-Core Processor", AVX512, "2400.000"), 32, 2.4, "Zen 4"),
+    # AMD EPYC 9755 (Zen 5, family 0x1A): two full 512-bit pipes
+    (_cpuinfo("AuthenticAMD", 26, 2, "AMD EPYC 9755 128-Core Processor", AVX512, "2700.000"), 64, 2.7, "Zen 5"),
+    # AMD EPYC 7B13 (Zen 3): AVX2, two 256-bit FMA pipes; EPYC 7601 (Zen 1): two 128-bit pipes
+    (_cpuinfo("AuthenticAMD", 25, 1, "AMD EPYC 7B13", "avx fma avx2"), 32, 2.6, "AVX2, 2 x 256-bit FMA"),
+    (_cpuinfo("AuthenticAMD", 23, 1, "AMD EPYC 7601 32-Core Processor", "avx fma avx2"), 16, 2.6, "Zen/Zen+"),
+    # Intel: Gold 6148 two 512-bit FMA units at its nominal 2.40 GHz, Silver 4114 one; a VM's anonymous Xeon
+    (_cpuinfo("GenuineIntel", 6, 85, "Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz", AVX512), 64, 2.4, "2 x 512"),
+    (_cpuinfo("GenuineIntel", 6, 85, "Intel(R) Xeon(R) Silver 4114 CPU @ 2.20GHz", AVX512), 32, 2.2, "(Silver)"),
+    (_cpuinfo("GenuineIntel", 6, 143, "Intel(R) Xeon(R) Processor", AVX512, "2599.998"), 64, 2.6, "2 x 512"),
+    # Sandy Bridge: AVX without FMA (one add and one multiply pipe)
+    (_cpuinfo("GenuineIntel", 6, 45, "Intel(R) Xeon(R) CPU E5-2670 0 @ 2.60GHz", "avx"), 16, 2.6, "add/mul"),
+])
+def test_cpu_peak_follows_the_cpu_present(cpuinfo, flops_per_cycle, ghz, fragment):
     peak = cpu_peak(cpuinfo, cores=4)
-    assert peak.tflops == pytest.approx(4 * 16 * 2 * 2 * 2.4 / 1000)
-    assert "4 cores x 16 fp32 lanes (AVX-512) x 2 (FMA)" in peak.source
-    arm = cpu_peak("cpu MHz\t: 2600.000\nFeatures\t: fp asimd evtstrm\n", cores=8)  # NEON, 128-bit
-    assert arm.tflops == pytest.approx(8 * 4 * 2 * 2 * 2.6 / 1000)
+    assert peak.tflops == pytest.approx(4 * flops_per_cycle * ghz / 1000, rel=1e-4)
+    assert fragment in peak.source and f"{flops_per_cycle} fp32 FLOPs/cycle" in peak.source
+
+
+def test_cpu_peak_on_arm_and_of_this_machine():
+    arm = cpu_peak("cpu MHz\t: 2600.000\nFeatures\t: fp asimd evtstrm\n", cores=8)  # NEON, 2 x 128-bit FMA
+    assert arm.tflops == pytest.approx(8 * 16 * 2.6 / 1000)
+    here = cpu_peak()
+    assert here.tflops > 0 and "FLOPs/cycle" in here.source
 
 
 @pytest.mark.parametrize("name, precision, tflops", [
@@ -91,6 +120,7 @@ def test_task_can_count_its_own_flops():
     assert training_flops_per_sample(trainer) == 6 * 110_000_000 * 128
 
 
+@pytest.mark.slow
 def test_plot_runs(tiny_run, tmp_path):
     import matplotlib.image
 

@@ -94,3 +94,63 @@ def test_generate_from_hccn_conf_files(tmp_path, capsys):
 def test_generate_errors(tmp_path, capsys, args, fragment):
     assert main(["rank-table", "generate", "--hosts", "10.0.0.1,10.0.0.2", *args, "-o", str(tmp_path / "t.json")]) == 2
     assert fragment in capsys.readouterr().err
+
+
+def super_pod_table(servers: int = 2, devices: int = 2) -> dict:
+    """Version 1.2: the v1.0 table plus super_device_id per device and one super pod holding every server."""
+    data = table(servers, devices)
+    data["version"] = "1.2"
+    for server in data["server_list"]:
+        for device in server["device"]:
+            device["super_device_id"] = device["rank_id"]
+    data["super_pod_list"] = [{"super_pod_id": "0",
+                               "server_list": [{"server_id": s["server_id"]} for s in data["server_list"]]}]
+    return data
+
+
+def test_validate_accepts_a_super_pod_table(tmp_path, capsys):
+    code, out, errors = validate(tmp_path, capsys, super_pod_table())
+    assert code == 0 and not errors and "ok, 2 server(s), 4 devices, ranks 0..3" in out
+
+
+def _break_pods(edit):
+    data = super_pod_table()
+    edit(data)
+    return data
+
+
+@pytest.mark.parametrize("data, expected", [
+    (_break_pods(lambda t: t.pop("super_pod_list")), ["super_pod_list: missing or empty"]),
+    (_break_pods(lambda t: t["server_list"][0]["device"][0].pop("super_device_id")),
+     ["server_list[0].device[0].super_device_id: None is not a non-negative integer string"]),
+    (_break_pods(lambda t: t["server_list"][1]["device"][0].update(super_device_id="0")),
+     ["server_list[1] device_id 0: super_device_id 0 is also used by rank 0 in super pod 0"]),
+    (_break_pods(lambda t: t["super_pod_list"][0]["server_list"].pop()),
+     ["super_pod_list: server 10.0.0.2 is in no super pod"]),
+    (_break_pods(lambda t: t["super_pod_list"][0]["server_list"].append({"server_id": "10.0.0.9"})),
+     ["super_pod_list[0].server_list: server_id '10.0.0.9' is not in server_list"]),
+])
+def test_validate_reports_super_pod_problems(tmp_path, capsys, data, expected):
+    code, _, errors = validate(tmp_path, capsys, data)
+    assert code == 2 and len(errors) == len(expected)
+    for line, fragment in zip(errors, expected):
+        assert fragment in line
+
+
+def test_device_id_follows_visible_devices_remapping(tmp_path, monkeypatch):
+    """Physical devices 4..7 made visible are devices 0..3 to the process (MindSpore's sorted mapping)."""
+    from ms_suite.errors import UserError
+    from ms_suite.launch.commands import Cluster, rank_table_commands
+    from ms_suite.launch.rank_table import load_rank_table, logical_device_id
+
+    data = table(1, 2)
+    for k, device in enumerate(data["server_list"][0]["device"]):
+        device["device_id"] = str(6 + k)
+    path = tmp_path / "hccl.json"
+    path.write_text(json.dumps(data))
+    monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "7,6,5,4")
+    procs = rank_table_commands(Cluster(num_devices=2), load_rank_table(str(path)), ["train"], str(tmp_path))
+    assert [p.env["DEVICE_ID"] for p in procs] == ["2", "3"]
+    assert logical_device_id(6, "") == 6
+    with pytest.raises(UserError, match="device 3, which ASCEND_RT_VISIBLE_DEVICES=4,5 hides"):
+        logical_device_id(3, "4,5")

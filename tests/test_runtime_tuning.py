@@ -1,8 +1,10 @@
 """The CPU performance keys of `runtime` (benchmarks/vs_pytorch.py measures their effect)."""
 import importlib.util
+import os
 
 import pytest
 
+from conftest import ROOT
 from ms_suite.config.schema import RuntimeConfig
 from ms_suite.errors import UserError
 from ms_suite.runtime import device
@@ -33,6 +35,17 @@ def test_graph_kernel_on_cpu_names_the_missing_package(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match="pip install decorator"):
         device.apply_performance_settings(RuntimeConfig(graph_kernel=True), "CPU")
+
+
+def test_vs_pytorch_skips_the_graph_kernel_row_without_its_package(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    import vs_pytorch
+
+    assert vs_pytorch.unavailable(list(vs_pytorch.SETTINGS)) == {}  # `decorator` is a dependency: installed
+    monkeypatch.setattr(device.importlib.util, "find_spec", lambda name: None)
+    skipped = vs_pytorch.unavailable(list(vs_pytorch.SETTINGS))
+    assert list(skipped) == ["runtime.graph_kernel=true"] and "pip install decorator" in skipped[
+        "runtime.graph_kernel=true"]
 
 
 def test_graph_kernel_needs_graph_mode():

@@ -2,9 +2,12 @@
 import json
 import os
 
+import pytest
 import yaml
 
 from conftest import TINY, cli
+
+pytestmark = pytest.mark.slow  # end-to-end: trains or runs the CLI in a subprocess
 
 SUMMARY_KEYS = {"model", "dataset", "device", "world_size", "epochs", "steps", "global_batch_size", "metrics",
                 "best_metric", "samples_per_s", "compile_s", "time_to_first_step_s", "wall_s",

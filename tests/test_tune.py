@@ -210,6 +210,7 @@ def study_run(tmp_path_factory, cache_env):
     return folder, before, after, resumed
 
 
+@pytest.mark.slow
 def test_killed_study_resumes_losing_only_the_running_trial(study_run):
     _, before, after, resumed = study_run
     states = [t.state.name for t in before]
@@ -222,6 +223,7 @@ def test_killed_study_resumes_losing_only_the_running_trial(study_run):
     assert len(after) == 3 and "trial(s) 1 were interrupted; queued again" in resumed.stdout
 
 
+@pytest.mark.slow
 def test_poor_trial_is_pruned_after_first_epoch(study_run):
     folder, _, after, resumed = study_run
     good, pruned = after[0], after[2]
@@ -233,6 +235,7 @@ def test_poor_trial_is_pruned_after_first_epoch(study_run):
     assert "PRUNED" in resumed.stdout and "train the best:" in resumed.stdout
 
 
+@pytest.mark.slow
 def test_study_writes_summary_plot_and_best_config_that_trains(study_run, cache_env, tmp_path):
     folder, _, after, _ = study_run
     summary = json.loads((folder / "summary.json").read_text())

@@ -1,11 +1,14 @@
 """``ms-suite list`` and ``ms-suite convert-weights`` as a user runs them."""
 import json
 
+import pytest
 import torch
 
 from conftest import cli
 from ms_suite.models import list_models
 from torch_reference import torch_resnet
+
+pytestmark = pytest.mark.slow  # end-to-end: trains or runs the CLI in a subprocess
 
 
 def test_list_shows_every_model_with_size_flops_recipes_reference(cache_env):

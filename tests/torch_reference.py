@@ -1,6 +1,8 @@
 """Compact PyTorch copy of torchvision's ResNet (same module names), for weight-import tests.
 
-torchvision does not import beside the installed torch, so the reference lives here.
+torchvision 0.28.0, the release paired with torch 2.13.0, does not import beside the torch 2.13.0 CPU
+wheel this suite pins ("RuntimeError: operator torchvision::nms does not exist"; see
+docs/guides/references.md), so the reference lives here.
 """
 from __future__ import annotations
 

@@ -119,6 +119,14 @@ def build_script_parser() -> argparse.ArgumentParser:
     dist.add_argument("--output-dir", help="run directory shared by all ranks (default runs/<recipe>-<timestamp>; "
                                            "required with --nodes > 1: the same shared path on every node)")
     dist.add_argument("--resume", metavar="auto|CKPT", help="continue a run (see `ms-suite train --help`)")
+    dist.add_argument("--max-restarts", type=int, default=0, metavar="N",
+                      help="when a rank fails or hangs, stop all ranks and relaunch the job from the newest "
+                           "checkpoint every rank can load, up to N times (default 0; a rank's user error, "
+                           "exit code 2, is never retried); see restarts.jsonl in the run directory")
+    dist.add_argument("--hang-timeout", type=float, metavar="S",
+                      help="a rank whose step has not advanced for S seconds has hung: its Python stack goes "
+                           "to its log and the job stops (or restarts); S must cover start-up, graph compile "
+                           "and evaluation (default: off)")
     dist.set_defaults(func=run_distribute)
 
     ev = sub.add_parser("eval", prog="scripts/run_eval.sh", description="Evaluate a checkpoint on one device.")
@@ -205,27 +213,43 @@ def _cluster(args: argparse.Namespace):
     return cluster, device
 
 
+def _restart_policy(args: argparse.Namespace, out: str, node: int):
+    from ms_suite.launch.supervisor import RestartPolicy
+
+    if args.max_restarts < 0:
+        raise UserError(f"--max-restarts {args.max_restarts} must be 0 or more")
+    if args.hang_timeout is not None and args.hang_timeout <= 0:
+        raise UserError(f"--hang-timeout {args.hang_timeout:g} must be a positive number of seconds, e.g. 600")
+    return RestartPolicy(args.max_restarts, args.hang_timeout, out, node)
+
+
 def run_distribute(args: argparse.Namespace) -> int:
-    from ms_suite.launch.commands import check_port_free, msrun_command, rank_table_commands, worker_args, worker_log
+    from ms_suite.launch.commands import check_port_free, node_commands, shell_lines, worker_args, worker_log
     from ms_suite.launch.rank_table import load_rank_table
-    from ms_suite.launch.supervisor import RankLog, run_job
+    from ms_suite.launch.supervisor import RankLog, Supervisor
 
     cluster, device = _cluster(args)
     cfg = _check_recipe(args, [f"runtime.device={device}"] if device else [])
     # A standalone recipe runs data parallel; a recipe asking for semi_auto/auto_parallel keeps it.
     mode = "data_parallel" if cfg.parallel.mode == "standalone" else cfg.parallel.mode
     out = _output_dir(args)
+    policy = _restart_policy(args, out, cluster.node_rank)
     log_dir = os.path.join(out, "logs")
-    train = worker_args(args.config, out, args.overrides, device, args.resume, mode)
-    if args.rank_table:
-        commands = rank_table_commands(cluster, load_rank_table(args.rank_table), train, log_dir)
-        local = [c.rank for c in commands]
-    else:
-        commands, local = [msrun_command(cluster, train, log_dir)], cluster.local_ranks
+    table = load_rank_table(args.rank_table) if args.rank_table else None
+
+    def launch(resume: Optional[str]) -> list:
+        """This node's commands; a restart resumes from ``resume``."""
+        return node_commands(cluster, table, worker_args(args.config, out, args.overrides, device,
+                                                         resume or args.resume, mode), log_dir)
+
+    commands = launch(None)
+    local = [c.rank for c in commands] if table else cluster.local_ranks
     span = f"ranks {min(local)}-{max(local)} of {cluster.num_devices}"
     if args.print_cmd:
         print(f"# node {cluster.node_rank} of {cluster.nodes}: {span}")
-        print("\n".join(c.shell() for c in commands))
+        if policy.max_restarts or policy.hang_timeout:
+            print("# --max-restarts / --hang-timeout are the launcher's: these commands run the job once")
+        print("\n".join(shell_lines(commands)))
         return 0
     if not args.rank_table and cluster.node_rank == 0:
         check_port_free(cluster.master_port)
@@ -234,7 +258,8 @@ def run_distribute(args: argparse.Namespace) -> int:
     how = f"rank table {args.rank_table}" if args.rank_table else "msrun"
     print(f"launching {span} ({mode}) with {how}\n  logs: {log_dir}/worker_<rank>.log\n  environment: {env_file}",
           flush=True)
-    code = run_job(commands, [RankLog(rank, worker_log(log_dir, rank)) for rank in local], msrun=not args.rank_table)
+    ranks = [RankLog(rank, worker_log(log_dir, rank)) for rank in local]
+    code = Supervisor(launch, ranks, msrun=not args.rank_table, policy=policy).run()
     if code == 0:
         print(f"all ranks finished; run directory: {out}; logs: {log_dir}")
     return code

@@ -72,11 +72,12 @@ def _throughput_rows(summary: Dict[str, Any]) -> list:
 
 def run_callbacks(cfg: Config) -> list:
     """The callbacks a recipe asks for, for every command that trains (train, tune, compress):
-    metrics.jsonl and MFU/step split in summary.json always; MindInsight summaries and a profiler
-    window when ``summary.enabled`` / ``profile.enabled``."""
+    metrics.jsonl, MFU/step split in summary.json and (distributed) the heartbeat always; MindInsight
+    summaries and a profiler window when ``summary.enabled`` / ``profile.enabled``."""
+    from ms_suite.engine.callbacks import Heartbeat
     from ms_suite.profiling import MetricsLog, MfuReport, ProfileWindow, SummaryCallback
 
-    callbacks = [MetricsLog(cfg.train.log_every_steps), MfuReport(cfg.runtime.peak_tflops)]
+    callbacks = [MetricsLog(cfg.train.log_every_steps), MfuReport(cfg.runtime.peak_tflops), Heartbeat()]
     if cfg.summary.enabled:
         callbacks.append(SummaryCallback(cfg.summary))
     if cfg.profile.enabled:
@@ -100,37 +101,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data_info(cfg: Config):
-    """The dataset's shape facts; for export without the dataset files, fall back to
-    data.image_size and model/data.num_classes."""
-    from ms_suite.data import DatasetInfo, dataset_info
-    from ms_suite.errors import UserError
-    from ms_suite.models.registry import model_info
-
-    try:
-        info = dataset_info(cfg.data)
-    except UserError:
-        shape = model_info(cfg.model.name).input_size
-        size = cfg.data.image_size
-        info = DatasetInfo(num_classes=cfg.model.num_classes or cfg.data.num_classes,
-                           input_shape=(shape[0], size, size), num_samples={"train": 0, "eval": 0})
-    return info
-
-
 def _prepare(args: argparse.Namespace):
-    from ms_suite.engine.tasks import get_task
-    from ms_suite.models.registry import model_info
-    from ms_suite.models.weights import load_pretrained
+    from ms_suite.engine.model_config import build_model_from_checkpoint
+    from ms_suite.models.weights import read_checkpoint
     from ms_suite.runtime import init_runtime
 
     cfg = load_config(args.config, args.overrides)
+    params, meta = read_checkpoint(args.checkpoint)  # first: a bad file is then the command's only output
     init_runtime(cfg.runtime, cfg.train.seed)
-    info = _data_info(cfg)
-    task = get_task(model_info(cfg.model.name).task)
-    cfg.model.pretrained = None  # the weights come from --checkpoint
-    net, _ = task.build_model(cfg, info)
-    load_pretrained(net, args.checkpoint, allow_new_head=False)
-    net.set_train(False)
+    task, net, info = build_model_from_checkpoint(cfg, args.checkpoint, params, meta)
     return cfg, task, net, info
 
 

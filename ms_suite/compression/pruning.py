@@ -20,6 +20,7 @@ from mindspore_gs.pruner.uni_pruning.utils import prune_net
 from ms_suite.compression.base import Algorithm, GoldenStickCallbacks, TrainContext, register
 from ms_suite.compression.compat import KnockoffBatch, refresh_pruned, unmask_parameter_names
 from ms_suite.compression.report import channel_rows
+from ms_suite.runtime import process_rank
 
 log = logging.getLogger("ms_suite")
 
@@ -126,13 +127,20 @@ class UniPrunerAlgorithm(_Pruner):
     name = "unipruner"
 
     def train(self, ctx: TrainContext) -> nn.Cell:
-        s = self.settings
-        self.algo = UniPruner({
-            "exp_name": self.name, "output_path": ctx.output_dir, "input_size": (1, *ctx.data_info.input_shape),
-            "frequency": s.frequency, "target_sparsity": s.target_sparsity, "pruning_step": s.pruning_step,
-            "filter_lower_threshold": s.filter_lower_threshold, "prune_flag": 1, "rank": 0,
-            "device_target": ctx.device})
-        net = ctx.fit(model_hook=lambda net: unmask_parameter_names(self.algo.apply(net)),
-                      callbacks=[GoldenStickCallbacks(lambda trainer: self.algo.callbacks())])
+        def apply(net: nn.Cell) -> nn.Cell:  # runs in the trainer's setup, after the collectives start
+            self.algo = self.uni_pruner(ctx)
+            return unmask_parameter_names(self.algo.apply(net))
+
+        net = ctx.fit(model_hook=apply, callbacks=[GoldenStickCallbacks(lambda trainer: self.algo.callbacks())])
         prune_net(self.algo.graph_anaylzer.groups, self.algo.callbacks()[0].mask)
         return refresh_pruned(self.algo.convert(net))
+
+    def uni_pruner(self, ctx: TrainContext) -> UniPruner:
+        """Golden Stick's UniPruner for this process: its ``rank`` names the MINDIR and checkpoint it saves
+        every ``frequency`` epochs on Ascend (only rank 0 saves the final one), so each rank passes its own."""
+        s = self.settings
+        return UniPruner({
+            "exp_name": self.name, "output_path": ctx.output_dir, "input_size": (1, *ctx.data_info.input_shape),
+            "frequency": s.frequency, "target_sparsity": s.target_sparsity, "pruning_step": s.pruning_step,
+            "filter_lower_threshold": s.filter_lower_threshold, "prune_flag": 1, "rank": process_rank(),
+            "device_target": ctx.device})

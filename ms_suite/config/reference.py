@@ -1,4 +1,4 @@
-"""The README's config reference, generated from the schema (``python -m ms_suite.config.reference``)."""
+"""The config-key reference (docs/reference/config.md), generated from the schema."""
 from __future__ import annotations
 
 import dataclasses

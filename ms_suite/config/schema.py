@@ -1,7 +1,7 @@
 """The typed recipe schema. Every key a recipe may set is a field here; anything else is an error.
 
 Ranges and choices live next to the field (``_f(default, ge=..., choices=...)``) so validation,
-``--set`` coercion and the README's config reference all read from one place.
+``--set`` coercion and the generated config reference (docs/reference/config.md) all read from one place.
 """
 from __future__ import annotations
 
@@ -102,7 +102,9 @@ class EvalConfig:
 @dataclasses.dataclass
 class CheckpointConfig:
     every_n_steps: int = _f(0, "also save every N optimizer steps (0 = at epoch end only)", ge=0)
-    keep_last: int = _f(3, "keep the newest K step/epoch checkpoints", ge=1)
+    keep_last: int = _f(3, "keep the newest K step/epoch checkpoints (and always the newest one every rank saved)",
+                        ge=1)
+    async_save: bool = _f(False, "write checkpoints in a background thread (the step waits only for a host copy)")
     keep_best: bool = _f(True, "keep best.ckpt for the monitored metric")
     monitor: str = _f("top1", "metric that decides best.ckpt (higher is better)")
 

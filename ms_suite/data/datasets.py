@@ -5,8 +5,9 @@ Every source is mappable: :func:`build_dataset` computes this rank's sample orde
 pure function of (seed, epoch, batch_size, num_shards, shard_id) and a mid-epoch resume skips
 exactly the samples already seen.
 
-Determinism: the ``digits`` and ``synthetic`` sources are generated in numpy per sample index and
-are bit-exact across a resume. Native MindData random ops (crops, flips, mixup/cutmix) are seeded
+Determinism: the ``digits`` and ``synthetic`` sources are generated in numpy per sample index, and
+mixup/cutmix is drawn in numpy per (seed, epoch, micro-batch index) (:class:`BatchMixer`), so they
+are bit-exact across a resume. Native MindData random ops (crops, flips) are seeded
 with ``mindspore.dataset.config.set_seed`` from (seed, epoch, skip_batches): deterministic for a
 fixed ``num_workers``, but a resumed epoch does not reproduce the crops of an uninterrupted run.
 MindData reads that seed when the iterator is created, so create a train dataset's iterator
@@ -352,31 +353,48 @@ def _source(cfg: DataConfig) -> _Source:
 # --------------------------------------------------------------------------- order and batching
 
 
+def train_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The permutation of ``n`` train samples for ``epoch``, drawn from a generator seeded with the pair
+    (seed, epoch): no two pairs share an order (``seed + epoch`` would make seed s, epoch e+1 replay
+    seed s+1, epoch e)."""
+    return np.random.default_rng(np.random.SeedSequence([seed, epoch])).permutation(n)
+
+
 def shard_indices(n: int, split: str, *, seed: int = 0, epoch: int = 0, num_shards: int = 1,
                   shard_id: int = 0, batch_size: int = 1) -> np.ndarray:
     """This rank's sample indices for one epoch, before any resume skip.
 
-    Train: a permutation from ``RandomState(seed + epoch)`` cut into global batches of
+    Train: :func:`train_order` cut into global batches of
     ``G = batch_size * num_shards`` (the incomplete last one dropped); at step ``i`` rank ``k``
     takes ``perm[i*G + k*batch_size : i*G + (k+1)*batch_size]``. So ``num_shards`` ranks see the
     same micro-batches as one process with ``batch_size`` and ``num_shards`` accumulation steps.
-    Eval: sequential, not truncated (every sample is evaluated once; ranks may differ by one
-    sample); rank ``k`` takes every ``num_shards``-th index starting at ``k``.
+    Eval: sequential, not truncated (every sample is evaluated once); rank ``k`` takes the ``k``-th
+    of ``num_shards`` contiguous runs of whole batches (:func:`eval_shard`), so each sample meets the
+    same batch neighbours as in one process and the ranks' outputs, joined in rank order, are the
+    single-process outputs.
     """
     _check_split(split)
     if num_shards < 1 or not 0 <= shard_id < num_shards:
         raise ValueError(f"shard_id={shard_id} is not in [0, num_shards={num_shards})")
     if split == "eval":
-        return np.arange(n)[shard_id::num_shards]
-    order = np.random.RandomState(seed + epoch).permutation(n)
+        return np.arange(n)[eval_shard(n, batch_size, num_shards, shard_id)]
+    order = train_order(n, seed, epoch)
     steps = n // (batch_size * num_shards)
     return order[:steps * batch_size * num_shards].reshape(steps, num_shards, batch_size)[:, shard_id].ravel()
+
+
+def eval_shard(n: int, batch_size: int, num_shards: int, shard_id: int) -> slice:
+    """The eval samples of rank ``k = shard_id`` of ``S = num_shards``: the single-process batches
+    ``k*m//S`` to ``(k+1)*m//S - 1`` of ``m = ceil(n / batch_size)``; ranks differ by at most one batch."""
+    batches = math.ceil(n / batch_size)
+    first, last = (batches * k // num_shards for k in (shard_id, shard_id + 1))
+    return slice(first * batch_size, min(last * batch_size, n))
 
 
 def _num_batches(n: int, split: str, batch_size: int, num_shards: int) -> int:
     if split == "train":
         return (n // num_shards) // batch_size
-    return math.ceil(math.ceil(n / num_shards) / batch_size)
+    return math.ceil(math.ceil(n / batch_size) / num_shards)
 
 
 def _check_split(split: str) -> None:
@@ -452,8 +470,9 @@ def build_dataset(cfg: DataConfig, split: str, batch_size: int, *, seed: int = 0
             raise ValueError(f"skip_batches={skip_batches} is outside this epoch's {steps} batches")
         indices = indices[skip_batches * batch_size:]
         _seed_native_ops(seed, epoch, skip_batches)
+    mixer = transforms.BatchMixer.build(cfg, seed, epoch, skip_batches, num_shards, shard_id) if train else None
     return _pipeline(src, split, indices.tolist(), batch_size,
-                     _model_classes(cfg, src.num_classes, num_classes), seed, epoch)
+                     _model_classes(cfg, src.num_classes, num_classes), seed, epoch, mixer)
 
 
 def _within_cpu_count(cfg: DataConfig) -> DataConfig:
@@ -466,7 +485,7 @@ def _within_cpu_count(cfg: DataConfig) -> DataConfig:
 
 
 def _pipeline(src: _Source, split: str, indices: Sequence[int], batch_size: int, classes: int,
-              seed: int, epoch: int) -> ds.Dataset:
+              seed: int, epoch: int, mixer: Optional[transforms.BatchMixer]) -> ds.Dataset:
     """Read ``indices`` in order, transform, batch (and mix) them."""
     cfg, train = src.cfg, split == "train"
     # An empty SubsetSampler crashes MindData (segfault): read one row and drop its batch instead.
@@ -474,10 +493,10 @@ def _pipeline(src: _Source, split: str, indices: Sequence[int], batch_size: int,
     image_ops = src.image_ops(split)
     if image_ops:
         data = data.map(image_ops, "image", num_parallel_workers=cfg.num_workers, python_multiprocessing=False)
-    mix = transforms.mix_op(cfg) if train else None
     if "label" in src.columns:
-        data = data.map(transforms.label_ops(classes if mix else None), "label")
-    data = data.batch(batch_size, drop_remainder=train)
-    if mix:
-        data = data.map(mix, ["image", "label"])
+        data = data.map(transforms.label_ops(classes if mixer else None), "label")
+    if mixer:
+        data = data.batch(batch_size, drop_remainder=train, per_batch_map=mixer, input_columns=["image", "label"])
+    else:
+        data = data.batch(batch_size, drop_remainder=train)
     return data if indices else data.skip(1)

@@ -1,8 +1,9 @@
 """Augmentation, normalisation and mixup/cutmix for the data pipelines.
 
 Image recipes are lists of MindData vision ops applied to the ``image`` column (HWC uint8 in,
-CHW float32 out). The embedded ``digits`` set is augmented in numpy instead (:func:`random_shifts`)
-so that it is bit-exact across a mid-epoch resume. Means and stds are on the 0-255 pixel scale.
+CHW float32 out). The embedded ``digits`` set is augmented in numpy instead (:func:`random_shifts`),
+and mixup/cutmix is drawn in numpy per batch (:class:`BatchMixer`), so both are bit-exact across a
+mid-epoch resume. Means and stds are on the 0-255 pixel scale.
 """
 from __future__ import annotations
 
@@ -80,18 +81,58 @@ def label_ops(one_hot_classes: Optional[int]) -> list:
     return ops
 
 
-def mix_op(cfg: DataConfig):
-    """Batch op mixing NCHW images and one-hot labels (mixup and/or cutmix), or None when off.
+class BatchMixer:
+    """``per_batch_map`` mixing NCHW images and one-hot labels (mixup and/or cutmix) in numpy.
 
-    With both on, each mixed batch picks one of them at random; a batch is mixed with
-    probability ``cfg.mix_prob``.
+    With both on, each mixed batch picks one of them at random; a batch is mixed with probability
+    ``cfg.mix_prob``. Every draw comes from a generator seeded with (seed, epoch, global micro-batch
+    index), where local batch ``b`` (counted from the epoch start, so ``first_batch`` is a resume's
+    skip) of shard ``k`` of ``num_shards`` is global micro-batch ``b * num_shards + k``: a resumed
+    epoch mixes exactly as an uninterrupted one, and ``num_shards`` ranks mix as one process
+    accumulating ``num_shards`` micro-batches.
     """
-    ops = []
-    if cfg.mixup > 0:
-        ops.append(V.MixUpBatch(alpha=cfg.mixup))
-    if cfg.cutmix > 0:
-        ops.append(V.CutMixBatch(V.ImageBatchFormat.NCHW, alpha=cfg.cutmix, prob=1.0))
-    if not ops:
-        return None
-    op = ops[0] if len(ops) == 1 else T.RandomChoice(ops)
-    return op if cfg.mix_prob >= 1.0 else T.RandomApply([op], prob=cfg.mix_prob)
+
+    def __init__(self, cfg: DataConfig, seed: int, epoch: int, first_batch: int = 0, num_shards: int = 1,
+                 shard_id: int = 0):
+        self.alphas = [(kind, alpha) for kind, alpha in (("mixup", cfg.mixup), ("cutmix", cfg.cutmix)) if alpha > 0]
+        self.prob = cfg.mix_prob
+        self.seed, self.epoch = seed, epoch
+        self.first_batch, self.num_shards, self.shard_id = first_batch, num_shards, shard_id
+
+    @classmethod
+    def build(cls, cfg: DataConfig, *args, **kwargs) -> Optional["BatchMixer"]:
+        """A mixer for ``cfg``, or None when mixup and cutmix are off."""
+        return cls(cfg, *args, **kwargs) if cfg.mixup > 0 or cfg.cutmix > 0 else None
+
+    def __call__(self, images: list, labels: list, batch_info) -> Tuple[np.ndarray, np.ndarray]:
+        index = (self.first_batch + batch_info.get_batch_num()) * self.num_shards + self.shard_id
+        rng = np.random.default_rng([self.seed, self.epoch, 0x313C, index])
+        return self.mix(np.stack(images), np.stack(labels), rng)
+
+    def mix(self, images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+        """Mix one batch with the draws of ``rng``."""
+        if rng.random() >= self.prob:
+            return images, labels
+        kind, alpha = self.alphas[rng.integers(len(self.alphas))]
+        partner = rng.permutation(len(images))
+        lam = rng.beta(alpha, alpha)
+        if kind == "mixup":
+            images = lam * images + (1 - lam) * images[partner]
+        else:
+            images, lam = _cut_and_paste(images, images[partner], lam, rng)
+        labels = lam * labels + (1 - lam) * labels[partner]
+        return images.astype(np.float32), labels.astype(np.float32)
+
+
+def _cut_and_paste(images: np.ndarray, others: np.ndarray, lam: float,
+                   rng: np.random.Generator) -> Tuple[np.ndarray, float]:
+    """CutMix: paste a box of ``1 - lam`` of the area (clipped at the border) from ``others``; returns
+    the images and the share of each image that is still its own."""
+    height, width = images.shape[-2:]
+    cut_h, cut_w = int(height * np.sqrt(1 - lam)), int(width * np.sqrt(1 - lam))
+    cy, cx = rng.integers(height), rng.integers(width)
+    y0, y1 = np.clip([cy - cut_h // 2, cy + cut_h // 2], 0, height)
+    x0, x1 = np.clip([cx - cut_w // 2, cx + cut_w // 2], 0, width)
+    images = images.copy()
+    images[..., y0:y1, x0:x1] = others[..., y0:y1, x0:x1]
+    return images, 1.0 - (y1 - y0) * (x1 - x0) / (height * width)

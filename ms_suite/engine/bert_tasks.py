@@ -16,7 +16,7 @@ from mindspore import Tensor, nn, ops
 
 from ms_suite.config import Config
 from ms_suite.data.text import IGNORE_LABEL, TextInfo, read_vocab, text_info
-from ms_suite.engine.evaluate import _pad_to
+from ms_suite.engine.evaluate import Outputs, eval_mode, pad_batch, predict_batches
 from ms_suite.engine.loss import CrossEntropy
 from ms_suite.engine.tasks import Task, register_task
 from ms_suite.errors import UserError
@@ -66,6 +66,13 @@ def _layout(net: nn.Cell, cfg: Config) -> None:
 
 def _zeros(batch_size: int, seq_len: int) -> Tuple[Tensor, ...]:
     return tuple(Tensor(np.zeros((batch_size, seq_len), np.int32)) for _ in range(3))
+
+
+def forward(net: nn.Cell, batch_size: int, *inputs: np.ndarray):
+    """``net``'s output(s) as numpy for a batch padded to ``batch_size``, the padding dropped."""
+    out = net(*(Tensor(pad_batch(a, batch_size)) for a in inputs))
+    rows = len(inputs[0])
+    return tuple(x.asnumpy()[:rows] for x in out) if isinstance(out, (tuple, list)) else out.asnumpy()[:rows]
 
 
 def _softmax_ce(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -127,29 +134,25 @@ class BertPretrainingTask(_BertTask):
     def loss_cell(self, net, cfg, num_classes):
         return pipeline_loss(PretrainingLoss(net), cfg.parallel)
 
-    def evaluate(self, net, dataset, batch_size):
-        was_training = net.training
-        net.set_train(False)
-        sums = dict.fromkeys(("mlm_correct", "mlm_nll", "mlm_count", "nsp_correct", "nsp_nll"), 0.0)
-        count = 0
-        for ids, mask, segments, nsp_labels, positions, mlm_ids, weights in dataset.create_tuple_iterator(
-                num_epochs=1, output_numpy=True):
-            inputs = [Tensor(_pad_to(a, batch_size)) for a in (ids, mask, segments, positions)]
-            mlm, nsp = (x.asnumpy()[: len(ids)] for x in net(*inputs))
+    def predict(self, net, dataset, batch_size):
+        def score(ids, mask, segments, nsp_labels, positions, mlm_ids, weights):
+            mlm, nsp = forward(net, batch_size, ids, mask, segments, positions)
             nsp_labels = nsp_labels.reshape(-1)
-            sums["mlm_correct"] += float(((mlm.argmax(-1) == mlm_ids) * weights).sum())
-            sums["mlm_nll"] += float((_softmax_ce(mlm, mlm_ids) * weights).sum())
-            sums["mlm_count"] += float(weights.sum())
-            sums["nsp_correct"] += float((nsp.argmax(-1) == nsp_labels).sum())
-            sums["nsp_nll"] += float(_softmax_ce(nsp, nsp_labels).sum())
-            count += len(ids)
-        net.set_train(was_training)
-        if count == 0:
+            return {"mlm_correct": ((mlm.argmax(-1) == mlm_ids) * weights).sum(-1),
+                    "mlm_nll": (_softmax_ce(mlm, mlm_ids) * weights).sum(-1), "mlm_count": weights.sum(-1),
+                    "nsp_correct": nsp.argmax(-1) == nsp_labels, "nsp_nll": _softmax_ce(nsp, nsp_labels)}
+
+        with eval_mode(net):
+            return predict_batches(dataset, score)
+
+    def metrics(self, outputs):
+        if not outputs:
             return {}
-        tokens = max(sums["mlm_count"], 1.0)
-        mlm_loss, nsp_loss = sums["mlm_nll"] / tokens, sums["nsp_nll"] / count
-        return {"mlm_accuracy": 100.0 * sums["mlm_correct"] / tokens, "mlm_loss": mlm_loss,
-                "nsp_accuracy": 100.0 * sums["nsp_correct"] / count, "nsp_loss": nsp_loss,
+        count = len(outputs["nsp_nll"])
+        tokens = max(float(outputs["mlm_count"].sum()), 1.0)
+        mlm_loss, nsp_loss = float(outputs["mlm_nll"].sum()) / tokens, float(outputs["nsp_nll"].sum()) / count
+        return {"mlm_accuracy": 100.0 * float(outputs["mlm_correct"].sum()) / tokens, "mlm_loss": mlm_loss,
+                "nsp_accuracy": 100.0 * float(outputs["nsp_correct"].sum()) / count, "nsp_loss": nsp_loss,
                 "loss": mlm_loss + nsp_loss, "samples": count}
 
 
@@ -168,48 +171,57 @@ class ClassificationLoss(nn.Cell):
         return self.loss(self.net(input_ids, input_mask, segment_ids), label)
 
 
-def classification_scores(predictions: np.ndarray, labels: np.ndarray, num_classes: int) -> Dict[str, float]:
-    """Accuracy and macro-averaged F1, both in percent."""
+def classification_scores(predictions: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
+    """Accuracy and F1 macro-averaged over the classes that are predicted or present, both in percent."""
     f1s = []
-    for c in range(num_classes):
+    for c in np.union1d(predictions, labels):
         tp = float(((predictions == c) & (labels == c)).sum())
         predicted, actual = float((predictions == c).sum()), float((labels == c).sum())
-        if actual or predicted:
-            f1s.append(2 * tp / (predicted + actual))
+        f1s.append(2 * tp / (predicted + actual))
     return {"accuracy": 100.0 * float((predictions == labels).mean()), "f1": 100.0 * float(np.mean(f1s))}
 
 
-def evaluate_classifier(net: nn.Cell, dataset, batch_size: int, per_token: bool = False) -> Dict[str, float]:
-    """Accuracy, macro F1 and loss over a labelled text dataset; ``per_token`` scores every labelled
-    token (``samples`` then counts tokens)."""
-    was_training = net.training
-    net.set_train(False)
-    logits, labels = [], []
-    for ids, mask, segments, label in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True):
-        out = net(*(Tensor(_pad_to(a, batch_size)) for a in (ids, mask, segments))).asnumpy()[: len(ids)]
-        keep = label != IGNORE_LABEL if per_token else slice(None)
-        logits.append(out[keep])
-        labels.append(label[keep])
-    net.set_train(was_training)
-    if not logits:
+def predict_classes(net: nn.Cell, dataset, batch_size: int) -> Outputs:
+    """Per sample of a labelled text dataset: predicted class, label and cross-entropy; for token
+    labels (B, S) per token, IGNORE_LABEL where unlabelled."""
+    def score(ids, mask, segments, label):
+        logits = forward(net, batch_size, ids, mask, segments)
+        return {"prediction": logits.argmax(-1), "label": label,
+                "nll": _softmax_ce(logits, np.where(label == IGNORE_LABEL, 0, label))}
+
+    with eval_mode(net):
+        return predict_batches(dataset, score)
+
+
+def classifier_metrics(outputs: Outputs) -> Dict[str, float]:
+    """Accuracy, macro F1 and loss over the labelled samples or tokens (``samples`` counts them)."""
+    if not outputs:
         return {}
-    logits, labels = np.concatenate(logits), np.concatenate(labels)
-    return {**classification_scores(logits.argmax(-1), labels, logits.shape[-1]),
-            "loss": float(_softmax_ce(logits, labels).mean()), "samples": len(labels)}
+    keep = outputs["label"] != IGNORE_LABEL
+    labels = outputs["label"][keep]
+    return {**classification_scores(outputs["prediction"][keep], labels),
+            "loss": float(outputs["nll"][keep].mean()), "samples": len(labels)}
+
+
+class _ClassifierTask(_BertTask):
+    """Scores a predicted class per sample (or per token)."""
+
+    monitor = "accuracy"
+
+    def predict(self, net, dataset, batch_size):
+        return predict_classes(net, dataset, batch_size)
+
+    def metrics(self, outputs):
+        return classifier_metrics(outputs)
 
 
 @register_task("text-classification")
-class TextClassificationTask(_BertTask):
+class TextClassificationTask(_ClassifierTask):
     """Batches of (input_ids, input_mask, segment_ids, label); metrics accuracy, macro F1, loss."""
-
-    monitor = "accuracy"
 
     def loss_cell(self, net, cfg, num_classes):
         loss = ClassificationLoss(net, CrossEntropy(num_classes, cfg.train.label_smoothing))
         return pipeline_loss(loss, cfg.parallel)
-
-    def evaluate(self, net, dataset, batch_size):
-        return evaluate_classifier(net, dataset, batch_size)
 
 
 # --------------------------------------------------------------------------- token classification
@@ -232,14 +244,10 @@ class TokenClassificationLoss(nn.Cell):
 
 
 @register_task("token-classification")
-class TokenClassificationTask(_BertTask):
+class TokenClassificationTask(_ClassifierTask):
     """Batches of (input_ids, input_mask, segment_ids, label (B, S) with IGNORE_LABEL where unlabelled);
     metrics over the labelled tokens: accuracy, macro F1 over tags, loss."""
-
-    monitor = "accuracy"
 
     def loss_cell(self, net, cfg, num_classes):
         return pipeline_loss(TokenClassificationLoss(net), cfg.parallel)
 
-    def evaluate(self, net, dataset, batch_size):
-        return evaluate_classifier(net, dataset, batch_size, per_token=True)

@@ -1,5 +1,9 @@
 """Checkpoints: atomic writes with metadata, keep-last-K plus best, and finding the newest valid one.
 
+A write goes to a temporary name and is renamed when complete, so a final ``step_<N>.ckpt`` name
+always holds a whole file. A write that fails (disk full, I/O error) removes its temporary file,
+leaves every earlier checkpoint in place and raises :class:`CheckpointWriteError`.
+
 A checkpoint holds every parameter of the training cell (weights, BN statistics, optimizer
 moments, learning-rate position, loss scale, EMA) plus a JSON metadata string under
 ``ms_suite_meta`` (epoch, batches consumed, optimizer step, best metric, RNG states).
@@ -10,6 +14,7 @@ Semi-auto/auto parallel runs slice the weights across ranks: every rank saves it
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -17,7 +22,8 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Any, Dict, List, Optional, Tuple, Union
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import mindspore as ms
 from mindspore import nn
@@ -32,16 +38,46 @@ _STEP_RE = re.compile(r"step_(\d+)\.ckpt$")
 _RANK_RE = re.compile(r"rank_(\d+)")
 
 
-def atomic_save(save_obj: Union[nn.Cell, List[Dict[str, Any]]], path: str, meta: Dict[str, Any]) -> None:
+class CheckpointWriteError(UserError):
+    """A checkpoint could not be written (disk full, I/O error); earlier checkpoints are intact.
+    Exit code 1: the environment failed, not the recipe (a launcher may retry)."""
+
+    exit_code = 1
+
+
+SaveObject = Union[nn.Cell, List[Dict[str, Any]], Dict[str, Any]]
+
+
+def atomic_save(save_obj: SaveObject, path: str, meta: Dict[str, Any]) -> None:
     """Write to ``<name>.tmp.ckpt`` then rename, so a killed process never leaves a half file.
-    (MindSpore appends ``.ckpt`` to names that lack it, hence the suffix order.)
+    (MindSpore appends ``.ckpt`` to names that lack it, hence the suffix order; it writes that name
+    through its own ``<name>.tmp.tmp``.) A failed write removes both temporary files and raises
+    :class:`CheckpointWriteError`.
 
     ``integrated_save=False``: each rank writes the parameters it holds (whole ones in standalone and
     data parallel, its slices in semi-auto/auto parallel, where gathering would need every rank)."""
-    tmp = path[: -len(".ckpt")] + ".tmp.ckpt"
-    ms.save_checkpoint(save_obj, tmp, integrated_save=False, append_dict={META_KEY: json.dumps(meta)},
-                       crc_check=True)
-    os.replace(tmp, path)
+    stem = path[: -len(".ckpt")]
+    tmp = stem + ".tmp.ckpt"
+    try:
+        ms.save_checkpoint(save_obj, tmp, integrated_save=False, append_dict={META_KEY: json.dumps(meta)},
+                           crc_check=True)
+        os.replace(tmp, path)
+    except OSError as err:
+        for leftover in (tmp, stem + ".tmp.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(leftover)
+        raise write_failed(f"writing checkpoint {path}", err, os.path.dirname(path)) from None
+
+
+def write_failed(what: str, err: OSError, folder: str) -> CheckpointWriteError:
+    return CheckpointWriteError(f"{what} failed: {err.strerror or err}; the earlier checkpoints in {folder} are "
+                                "intact; free space or fix the folder, then continue with --resume auto")
+
+
+def host_snapshot(cell: nn.Cell) -> Dict[str, Any]:
+    """Copies of ``cell``'s parameter values in host memory, keyed by name: what a background write saves
+    while training goes on changing the parameters."""
+    return {param.name: param.asnumpy().copy() for param in cell.get_parameters()}
 
 
 def rank_dir(checkpoints: str, rank: int) -> str:
@@ -60,47 +96,121 @@ def own_slice(path: str, rank: int) -> str:
 
 
 class CheckpointManager:
-    """Saves ``step_<N>.ckpt`` files in ``directory``, keeps the newest ``keep_last`` and ``best.ckpt``."""
+    """Saves ``step_<N>.ckpt`` files in ``directory``, keeps the newest ``keep_last`` and ``best.ckpt``.
 
-    def __init__(self, directory: str, keep_last: int = 3, keep_best: bool = True):
+    Pruning never removes the newest step that every rank saved (:func:`common_steps`): with sliced
+    weights, a rank whose newer write failed still finds a step to resume from. With ``async_save``
+    the parameters are copied to host memory and written by one background thread, one write at a
+    time; the next :meth:`save` and :meth:`flush` raise a failed write's error."""
+
+    def __init__(self, directory: str, keep_last: int = 3, keep_best: bool = True, async_save: bool = False):
         self.directory = directory
         self.keep_last = keep_last
         self.keep_best = keep_best
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="ms_suite_ckpt") if async_save else None
+        self._pending: List[Future] = []
         os.makedirs(directory, exist_ok=True)
 
     def save(self, cell: nn.Cell, step: int, meta: Dict[str, Any]) -> str:
         path = os.path.join(self.directory, f"step_{step:08d}.ckpt")
-        atomic_save(cell, path, meta)
-        self._prune()
+        if self._writer is None:
+            atomic_save(cell, path, meta)
+            self._prune()
+        else:
+            self.flush()  # one write in flight: memory stays bounded and errors surface in order
+            snapshot = host_snapshot(cell)
+            self._submit(lambda: (atomic_save(snapshot, path, meta), self._prune()))
         return path
 
     def mark_best(self, path: str) -> str:
-        """Copy ``path`` to best.ckpt atomically."""
+        """Copy ``path`` to best.ckpt atomically (after its background write, if any)."""
         best = os.path.join(self.directory, BEST_NAME)
-        shutil.copyfile(path, best + ".tmp")
-        os.replace(best + ".tmp", best)  # plain copy: no MindSpore suffix rule applies
+
+        def copy() -> None:
+            try:
+                shutil.copyfile(path, best + ".tmp")
+                os.replace(best + ".tmp", best)  # plain copy: no MindSpore suffix rule applies
+            except OSError as err:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(best + ".tmp")
+                raise write_failed(f"copying {path} to {best}", err, self.directory) from None
+
+        if self._writer:
+            self._submit(copy)
+        else:
+            copy()
         return best
 
+    def flush(self) -> None:
+        """Wait for background writes; raise the first one's error."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def _submit(self, job: Callable[[], Any]) -> None:
+        self._pending.append(self._writer.submit(job))
+
     def _prune(self) -> None:
+        sliced = _RANK_RE.fullmatch(os.path.basename(self.directory))
+        newest_everywhere = common_steps(os.path.dirname(self.directory) if sliced else self.directory)[:1]
         for old in step_checkpoints(self.directory)[self.keep_last:]:
-            os.remove(old)
+            if _step_of(old) not in newest_everywhere:
+                os.remove(old)
+
+
+def _step_of(path: str) -> int:
+    return int(_STEP_RE.search(path).group(1))
 
 
 def step_checkpoints(directory: str) -> list:
     """``step_*.ckpt`` files in ``directory``, newest (highest step) first."""
     found = [p for p in glob.glob(os.path.join(directory, "step_*.ckpt")) if _STEP_RE.search(p)]
-    return sorted(found, key=lambda p: int(_STEP_RE.search(p).group(1)), reverse=True)
+    return sorted(found, key=_step_of, reverse=True)
 
 
 def latest_valid(directory: str) -> Optional[Tuple[str, Dict[str, Any], Dict[str, Any]]]:
-    """The newest checkpoint in ``directory`` that loads; corrupt ones are skipped with a warning."""
+    """The newest checkpoint in ``directory`` that loads. Unreadable newer ones are named in one
+    warning line, whether an older one is then used or none is left (the run starts fresh)."""
+    skipped = []
     for path in step_checkpoints(directory):
         try:
             params, meta = read_checkpoint(path)
-        except UserError as err:
-            log.warning("resume: skipping %s", str(err).split("; pick another")[0])
+        except UserError:
+            skipped.append(os.path.basename(path))
             continue
+        if skipped:
+            log.warning("resume: skipping unreadable checkpoint(s) %s (corrupt or truncated); using %s",
+                        ", ".join(skipped), os.path.basename(path))
         return path, params, meta
+    if skipped:
+        log.warning("resume: every checkpoint in %s is unreadable (corrupt or truncated): %s; starting fresh",
+                    directory, ", ".join(skipped))
+    return None
+
+
+def common_steps(checkpoints: str) -> List[int]:
+    """Steps saved under their final name by every rank that saves, newest first: the files in
+    ``checkpoints`` (one writer) or, with sliced weights, in every ``checkpoints/rank_<r>/``."""
+    ranks = _slice_ranks(checkpoints)
+    folders = [rank_dir(checkpoints, r) for r in ranks] if ranks else [checkpoints]
+    per_folder = [{_step_of(p) for p in step_checkpoints(folder)} for folder in folders]
+    return sorted(set.intersection(*per_folder), reverse=True)
+
+
+def resume_point(checkpoints: str) -> Optional[Tuple[int, str]]:
+    """(step, path) of the newest checkpoint that loads on every rank that needs one; with sliced
+    weights ``path`` is rank 0's slice (``--resume`` maps it to each rank's own). None: start fresh."""
+    ranks = _slice_ranks(checkpoints)
+    for step in common_steps(checkpoints):
+        name = f"step_{step:08d}.ckpt"
+        paths = [os.path.join(rank_dir(checkpoints, r), name) for r in ranks] or [os.path.join(checkpoints, name)]
+        try:
+            for path in paths:
+                read_checkpoint(path)
+        except UserError as err:
+            log.warning("resume: skipping step %d: %s", step, str(err).split("; pick another")[0])
+            continue
+        return step, paths[0]
     return None
 
 
@@ -145,9 +255,8 @@ def _slice_ranks(checkpoints: str) -> List[int]:
 
 def _common_step(checkpoints: str, ranks: List[int], step: Optional[int]) -> int:
     """``step`` (default: the newest) if every rank saved it."""
-    per_rank = [{int(_STEP_RE.search(p).group(1)) for p in step_checkpoints(rank_dir(checkpoints, r))} for r in ranks]
-    common = set.intersection(*per_rank)
-    chosen = max(common, default=None) if step is None else step
+    common = common_steps(checkpoints)
+    chosen = (common[0] if common else None) if step is None else step
     if chosen not in common:
         raise UserError(f"{checkpoints}: step {'(newest)' if step is None else step} was not saved by all "
                         f"{len(ranks)} ranks; steps every rank saved: {sorted(common) or 'none'}")

@@ -14,7 +14,7 @@ def build_lr_schedule(cfg: TrainConfig, steps_per_epoch: int, peak_lr: float) ->
     warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total)
     steps = np.arange(total, dtype=np.float64)
     epoch_of = steps / steps_per_epoch
-    decay = _decay(cfg, steps - warmup, max(total - warmup, 1), epoch_of)
+    decay = _decay(cfg, steps - warmup, max(total - warmup, 1), epoch_of, cfg.min_lr / peak_lr)
     lr = peak_lr * decay
     if warmup:
         ramp = cfg.warmup_start_factor + (1 - cfg.warmup_start_factor) * steps[:warmup] / warmup
@@ -24,13 +24,13 @@ def build_lr_schedule(cfg: TrainConfig, steps_per_epoch: int, peak_lr: float) ->
     return lr.astype(np.float32)
 
 
-def _decay(cfg: TrainConfig, since_warmup: np.ndarray, span: int, epoch_of: np.ndarray) -> np.ndarray:
+def _decay(cfg: TrainConfig, since_warmup: np.ndarray, span: int, epoch_of: np.ndarray,
+           floor: float) -> np.ndarray:
+    """Multiplier of the peak lr; cosine and poly end at ``floor`` (min_lr over the peak lr actually used)."""
     progress = np.clip(since_warmup / span, 0.0, 1.0)
     if cfg.schedule == "cosine":
-        floor = cfg.min_lr / cfg.lr if cfg.lr else 0.0
         return floor + (1 - floor) * 0.5 * (1 + np.cos(math.pi * progress))
     if cfg.schedule == "poly":
-        floor = cfg.min_lr / cfg.lr if cfg.lr else 0.0
         return floor + (1 - floor) * (1 - progress) ** cfg.power
     if cfg.schedule == "step":
         return cfg.gamma ** np.floor(epoch_of / cfg.step_epochs)

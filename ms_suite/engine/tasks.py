@@ -13,7 +13,7 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from ms_suite.config import Config
-from ms_suite.engine.evaluate import evaluate
+from ms_suite.engine.evaluate import Outputs, classification_metrics, predict
 from ms_suite.engine.loss import CrossEntropy, NetWithLoss
 from ms_suite.errors import UserError
 from ms_suite.models import build_model
@@ -53,8 +53,16 @@ class Task:
     def loss_cell(self, net: nn.Cell, cfg: Config, num_classes: int) -> nn.Cell:
         raise NotImplementedError
 
-    def evaluate(self, net: nn.Cell, dataset, batch_size: int) -> Dict[str, float]:
+    def predict(self, net: nn.Cell, dataset, batch_size: int) -> Outputs:
+        """Per-sample outputs of ``net`` over ``dataset``: arrays indexed by sample, in dataset order."""
         raise NotImplementedError
+
+    def metrics(self, outputs: Outputs) -> Dict[str, float]:
+        """The metrics of the samples in ``outputs`` ({} when there are none)."""
+        raise NotImplementedError
+
+    def evaluate(self, net: nn.Cell, dataset, batch_size: int) -> Dict[str, float]:
+        return self.metrics(self.predict(net, dataset, batch_size))
 
     def example_inputs(self, cfg: Config, data_info, batch_size: int) -> Tuple[Tensor, ...]:
         raise NotImplementedError
@@ -68,8 +76,11 @@ class ImageClassification(Task):
         soft = cfg.data.mixup > 0 or cfg.data.cutmix > 0
         return NetWithLoss(net, CrossEntropy(num_classes, cfg.train.label_smoothing, soft_labels=soft))
 
-    def evaluate(self, net, dataset, batch_size):
-        return evaluate(net, dataset, batch_size)
+    def predict(self, net, dataset, batch_size):
+        return predict(net, dataset, batch_size)
+
+    def metrics(self, outputs):
+        return classification_metrics(outputs)
 
     def example_inputs(self, cfg, data_info, batch_size):
         return (Tensor(np.zeros((batch_size,) + tuple(data_info.input_shape), np.float32)),)

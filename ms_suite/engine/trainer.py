@@ -29,14 +29,18 @@ import ms_suite
 from ms_suite.config import Config, save_config, to_dict
 from ms_suite.data import build_dataset, dataset_info, steps_per_epoch
 from ms_suite.engine.callbacks import Callback, CallbackList, Progress, TrainState
-from ms_suite.engine.checkpoint import CheckpointManager, latest_valid, own_slice, rank_dir, read_checkpoint
+from ms_suite.engine.checkpoint import (CheckpointManager, latest_valid, own_slice, rank_dir, read_checkpoint,
+                                        step_checkpoints)
 from ms_suite.engine.lr import build_lr_schedule
+from ms_suite.engine.model_config import META_FIELD, adopt_model_config, saved_model_config
 from ms_suite.engine.optim import build_optimizer
 from ms_suite.engine.rundir import RunDir, log_to_file
 from ms_suite.engine.tasks import get_task
+from ms_suite.engine.evaluate import gather_samples
 from ms_suite.engine.train_step import EmaUpdate, TrainStep
 from ms_suite.errors import UserError
 from ms_suite.models import model_info
+from ms_suite.models.registry import model_config
 from ms_suite.runtime import (DistInfo, RuntimeInfo, broadcast_parameters, compile_cache, init_distributed,
                               init_runtime, launch_device_id, replicas_in_sync)
 from ms_suite.runtime.auto_parallel import check_trainer_support
@@ -108,10 +112,14 @@ class Trainer:
         self.progress = progress
         self.model_hook = model_hook
         self.loss_hook = loss_hook
+        self.eval_seconds = []  # wall time of each evaluation
+        self.eval_samples_per_rank = []  # samples each rank evaluated, last evaluation
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
         cfg = self.cfg
+        # A named --resume checkpoint is read first, so a bad file is the run's only output line.
+        self._named_resume = read_checkpoint(self.resume) if self.resume not in (None, "auto") else None
         self.runtime: RuntimeInfo = init_runtime(cfg.runtime, cfg.train.seed, launch_device_id(cfg.parallel))
         check_trainer_support(cfg.parallel, cfg.train)
         self.dist: DistInfo = init_distributed(cfg.parallel, os.path.join(self.run.path, "strategy"))
@@ -121,8 +129,11 @@ class Trainer:
             log.info("device %s (%s)", self.runtime.device, self.runtime.reason)
             save_config(cfg, self.run.config_file)
         self.info = dataset_info(cfg.data)
+        self._adopt_resume_model_config()
         self.task = get_task(model_info(cfg.model.name).task)
         self.net, self.num_classes = self.task.build_model(cfg, self.info)
+        self.model_config = model_config(self.net, cfg.model.name, self.num_classes, cfg.model.kwargs,
+                                         self.info.input_shape)
         if self.model_hook is not None:
             self.net = self.model_hook(self.net)
         self._apply_amp()
@@ -149,7 +160,8 @@ class Trainer:
         self.ema = EmaUpdate(self.net, cfg.train.ema_decay) if cfg.train.ema_decay else None
         self.state_cell = TrainingCell(self.step, self.ema)
         ckpt_dir = rank_dir(self.run.checkpoints, self.dist.rank) if self.dist.sliced else self.run.checkpoints
-        self.ckpt = CheckpointManager(ckpt_dir, cfg.checkpoint.keep_last, cfg.checkpoint.keep_best)
+        self.ckpt = CheckpointManager(ckpt_dir, cfg.checkpoint.keep_last, cfg.checkpoint.keep_best,
+                                      cfg.checkpoint.async_save)
         self._pending_slice = None  # (path, params) to load once the sliced step has compiled
 
     # Keys that only change parameter *values* (the learning-rate table, initial weights, data), never
@@ -170,15 +182,26 @@ class Trainer:
         return json.dumps([graph_cfg, self.dist.rank, self.dist.world_size], sort_keys=True, default=str)
 
     def _apply_amp(self) -> None:
+        """Replace ``self.net`` with its mixed-precision version: O1 returns a rewritten network,
+        O2/O3 wrap it so it returns float32 (the loss and the loss scale stay in float32)."""
         level = self.cfg.train.amp_level
         if level == "O0":
             return
         if self.runtime.device == "CPU":
             log.warning("train.amp_level=%s is not supported on CPU; training in float32 (O0)", level)
             return
-        ms.amp.auto_mixed_precision(self.net, level)
+        self.net = ms.amp.auto_mixed_precision(self.net, level)
 
     # ------------------------------------------------------------------ resume
+    def _adopt_resume_model_config(self) -> None:
+        """--resume builds the network its checkpoint stores (not the recipe's pretrained folder)."""
+        path = self.resume
+        if path == "auto":
+            path = next(iter(step_checkpoints(self.run.checkpoints)), None)
+        saved = saved_model_config(path) if path else None
+        if saved is not None:
+            adopt_model_config(self.cfg, saved, path)
+
     def _restore(self, state: TrainState) -> Dict[str, Any]:
         """Load the resume checkpoint into the training cell; return its metadata."""
         found = self._resume_checkpoint()
@@ -197,7 +220,8 @@ class Trainer:
         state.epoch, state.step = meta["epoch"], meta["step"]
         state.step_in_epoch = meta["step_in_epoch"]
         _set_rng_state(meta.get("rng", {}))
-        log.info("resumed from %s: epoch %d, step %d", path, state.epoch + 1, state.step)
+        log.info("resumed from %s: epoch %d, step %d; %d of %d steps to go", path, state.epoch + 1, state.step,
+                 max(state.total_steps - state.step, 0), state.total_steps)
         return meta
 
     def _resume_checkpoint(self) -> Optional[Tuple[str, Dict[str, Any], Dict[str, Any]]]:
@@ -209,7 +233,9 @@ class Trainer:
             if found is None:
                 log.info("resume auto: no valid checkpoint in %s, starting fresh", self.ckpt.directory)
             return found
-        path = own_slice(self.resume, self.dist.rank) if self.dist.sliced else self.resume
+        if not self.dist.sliced:
+            return (self.resume, *self._named_resume)
+        path = own_slice(self.resume, self.dist.rank)
         return (path, *read_checkpoint(path))
 
     def _load_state(self, path: str, params: Dict[str, Any]) -> None:
@@ -231,7 +257,8 @@ class Trainer:
     def _meta(self, state: TrainState, best: Optional[float]) -> Dict[str, Any]:
         return {"epoch": state.epoch, "step": state.step, "step_in_epoch": state.step_in_epoch,
                 "best_metric": best, "metrics": state.metrics, "model": self.cfg.model.name,
-                "rng": _get_rng_state(), "ms_suite_version": ms_suite.__version__}
+                "rng": _get_rng_state(), "ms_suite_version": ms_suite.__version__,
+                META_FIELD: self.model_config}
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> Dict[str, Any]:
@@ -274,6 +301,7 @@ class Trainer:
                 if improved and cfg.checkpoint.keep_best:
                     self.ckpt.mark_best(last_ckpt)
             callbacks.on_epoch_end(state)
+        self.ckpt.flush()
         if evaluated_at != state.step and not self.dist.sliced:  # stopped mid-epoch, or resumed a finished run
             state.metrics = self._evaluate()
         state.timing = timing
@@ -304,7 +332,7 @@ class Trainer:
             state.step += 1
             state.step_in_epoch += 1
             state.loss, state.data_s, state.compute_s = loss, data_s, compute_s
-            state.lr = float(self.lr[min(state.step - 1, len(self.lr) - 1)])
+            state.lr = self._applied_lr()
             if first:
                 timing.first_step_s = data_s + compute_s
                 timing.time_to_first_step_s = time.time() - ms_suite.START_TIME
@@ -321,6 +349,12 @@ class Trainer:
             if every and state.step % every == 0 and mid_epoch and self.dist.writes_checkpoints:
                 last_ckpt = self.ckpt.save(self.state_cell, state.step, self._meta(state, None))
         return last_ckpt
+
+    def _applied_lr(self) -> float:
+        """The learning rate of the latest weight update. The LR position is the optimizer's
+        global_step (what a checkpoint resumes from), which a skipped overflow step does not advance."""
+        updates = int(self.step.optimizer.global_step.asnumpy().item())
+        return float(self.lr[min(max(updates - 1, 0), len(self.lr) - 1)])
 
     def _optimizer_step(self, iterator, accum: int):
         """Run ``accum`` micro-batches and one weight update; returns (loss, data_s, compute_s)."""
@@ -351,16 +385,27 @@ class Trainer:
         return due and not self.dist.sliced  # sliced weights: evaluate the merged checkpoint instead
 
     def _evaluate(self) -> Dict[str, float]:
+        """Metrics over the eval split. Data-parallel ranks predict their own shard and gather the
+        per-sample outputs, so every rank computes the single-process metrics from the same arrays."""
+        start = time.perf_counter()
         batch = self.cfg.eval.batch_size or self.cfg.train.batch_size
-        dataset = build_dataset(self.cfg.data, "eval", batch, seed=self.cfg.train.seed,
-                                num_classes=self.num_classes)
+        shards, shard_id = self.dist.data_shards
+        dataset = build_dataset(self.cfg.data, "eval", batch, seed=self.cfg.train.seed, num_shards=shards,
+                                shard_id=shard_id, num_classes=self.num_classes)
         if self.ema is not None:
             self.ema.swap()
         try:
-            return self.task.evaluate(self.net, dataset, batch)
+            if self.dist.replicated:  # BN statistics differ per rank: evaluate rank 0's, the ones its checkpoint holds
+                broadcast_parameters([param for param in self.net.get_parameters() if not param.requires_grad])
+            outputs = self.task.predict(self.net, dataset, batch)
         finally:
             if self.ema is not None:
                 self.ema.swap()
+        outputs, self.eval_samples_per_rank = gather_samples(outputs, self.dist)
+        self.eval_seconds.append(time.perf_counter() - start)
+        log.info("rank %d evaluated %d of %d eval samples in %.3f s", self.dist.rank,
+                 self.eval_samples_per_rank[self.dist.rank], sum(self.eval_samples_per_rank), self.eval_seconds[-1])
+        return self.task.metrics(outputs)
 
     def _improved(self, metrics: Dict[str, float], best: Optional[float]) -> bool:
         value = metrics.get(self.cfg.checkpoint.monitor)
@@ -385,6 +430,8 @@ class Trainer:
             "data_wait_share": round(timing.data_wait_share, 4),
             "compile_s": round(timing.compile_s(self.global_batch), 3),
             "time_to_first_step_s": round(timing.time_to_first_step_s, 3), "wall_s": round(wall_s, 3),
+            "eval_s": [round(seconds, 3) for seconds in self.eval_seconds],
+            "eval_samples_per_rank": self.eval_samples_per_rank,
             "stopped_early": state.stop, "mindspore_version": ms.__version__,
             "ms_suite_version": ms_suite.__version__, "final_checkpoint": last_ckpt,
             "best_checkpoint": (os.path.join(self.run.checkpoints, "best.ckpt")

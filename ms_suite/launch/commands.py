@@ -20,7 +20,7 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 from ms_suite.errors import UserError
-from ms_suite.launch.rank_table import RankTable
+from ms_suite.launch.rank_table import RankTable, logical_device_id
 
 WORKER = ["-m", "ms_suite.launch.worker"]
 ENV_PREFIXES = ("MS_", "RANK_", "DEVICE_", "HCCL_", "NCCL_", "ASCEND_", "CUDA_", "GLOG_", "OMP_", "MINDSPORE_")
@@ -147,11 +147,26 @@ def rank_table_commands(cluster: Cluster, table: RankTable, args: Sequence[str],
     procs = []
     for device, cpus in zip(devices, cores):
         env = {"RANK_TABLE_FILE": os.path.abspath(table.path), "RANK_SIZE": str(table.rank_size),
-               "RANK_ID": str(device.rank_id), "DEVICE_ID": str(device.device_id)}
+               "RANK_ID": str(device.rank_id), "DEVICE_ID": str(logical_device_id(device.device_id))}
         prefix = ["taskset", "-c", cpus] if cpus else []
         procs.append(Process(prefix + [sys.executable, *WORKER, *args], env=env, rank=device.rank_id,
                              log=worker_log(log_dir, device.rank_id)))
     return procs
+
+
+def node_commands(cluster: Cluster, table: Optional[RankTable], args: Sequence[str], log_dir: str) -> List[Process]:
+    """This node's commands: one process per device with a rank table, else one msrun."""
+    if table is not None:
+        return rank_table_commands(cluster, table, args, log_dir)
+    return [msrun_command(cluster, args, log_dir)]
+
+
+def shell_lines(commands: Sequence[Process]) -> List[str]:
+    """Lines that run ``commands`` from a shell as the launcher does: several at once (each in the
+    background, then ``wait``), a single one in the foreground."""
+    if len(commands) == 1:
+        return [commands[0].shell()]
+    return [c.shell() + " &" for c in commands] + ["wait"]
 
 
 def worker_log(log_dir: str, rank: int) -> str:

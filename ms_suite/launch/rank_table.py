@@ -1,4 +1,4 @@
-"""Ascend rank tables (HCCL json, version 1.0 as written by MindSpore's ``hccl_tools.py``).
+"""Ascend rank tables (HCCL json: version 1.0 as written by MindSpore's ``hccl_tools.py``, and 1.2).
 
 A rank table tells HCCL which devices take part in a job: one entry per server (``server_id``, its
 host IP) listing its devices (``device_id`` on the server, ``device_ip`` of the device's own NIC
@@ -7,18 +7,28 @@ from ``/etc/hccn.conf``, and the global ``rank_id``). Every value is a string::
     {"version": "1.0", "server_count": "1", "status": "completed",
      "server_list": [{"server_id": "10.0.0.1", "host_nic_ip": "reserve",
                       "device": [{"device_id": "0", "device_ip": "192.168.100.101", "rank_id": "0"}, ...]}]}
+
+Version 1.2 (Atlas A3 super pods) adds each device's ``super_device_id`` (unique in its super pod)
+and a ``super_pod_list`` assigning every server to one super pod:
+``{"super_pod_id": "0", "server_list": [{"server_id": "10.0.0.1"}, ...]}``.
+
+``device_id`` is the physical device number; a process sees the devices in
+``ASCEND_RT_VISIBLE_DEVICES`` renumbered from 0, so its ``DEVICE_ID`` is the logical number
+(:func:`logical_device_id`).
 """
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
 import json
+import os
 import re
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ms_suite.errors import UserError
 
-VERSIONS = ("1.0",)
+VERSIONS = ("1.0", "1.2")
+SUPER_POD_VERSION = "1.2"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +38,7 @@ class Device:
     device_id: int
     device_ip: str
     rank_id: int
+    super_device_id: Optional[int] = None  # version 1.2 only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +108,7 @@ def _check(raw: Any, problems: List[str]) -> List[Device]:
     problems.extend(f"{k}: missing" for k in missing)
     if "version" in raw and raw["version"] not in VERSIONS:
         problems.append(f"version: {raw['version']!r} is not supported; expected {' or '.join(VERSIONS)} "
-                        "(the hccl_tools.py format)")
+                        "(1.0: the hccl_tools.py format; 1.2: with super pods)")
     if "status" in raw and raw["status"] != "completed":
         problems.append(f"status: {raw['status']!r}; a finished table says \"completed\"")
     servers = raw.get("server_list")
@@ -111,13 +122,17 @@ def _check(raw: Any, problems: List[str]) -> List[Device]:
             problems.append(f"server_count: says {count} but server_list has {len(servers)} server(s)")
     devices: List[Device] = []
     seen_servers: Dict[str, int] = {}
+    super_pods = raw.get("version") == SUPER_POD_VERSION
     for index, server in enumerate(servers):
-        devices += _check_server(index, server, seen_servers, problems)
+        devices += _check_server(index, server, seen_servers, problems, super_pods)
     _check_devices(devices, servers, problems)
+    if super_pods:
+        _check_super_pods(raw.get("super_pod_list"), devices, seen_servers, problems)
     return devices
 
 
-def _check_server(index: int, server: Any, seen: Dict[str, int], problems: List[str]) -> List[Device]:
+def _check_server(index: int, server: Any, seen: Dict[str, int], problems: List[str],
+                  super_pods: bool = False) -> List[Device]:
     where = f"server_list[{index}]"
     if not isinstance(server, dict):
         problems.append(f"{where}: expected an object with server_id and device")
@@ -140,6 +155,8 @@ def _check_server(index: int, server: Any, seen: Dict[str, int], problems: List[
         values = (_int_field(entry.get("device_id"), f"{field}.device_id", problems),
                   _ip_field(entry.get("device_ip"), f"{field}.device_ip", problems),
                   _int_field(entry.get("rank_id"), f"{field}.rank_id", problems))
+        if super_pods:
+            values += (_int_field(entry.get("super_device_id"), f"{field}.super_device_id", problems),)
         if None not in values:
             devices.append(Device(index, server_id or "", *values))
     ids = [d.device_id for d in devices]
@@ -169,6 +186,55 @@ def _check_devices(devices: List[Device], servers: list, problems: List[str]) ->
     if len(set(counts)) > 1:
         problems.append(f"server_list: servers list different device counts {counts}; HCCL needs the same "
                         "number of devices on every server")
+
+
+def _check_super_pods(pods: Any, devices: List[Device], servers: Dict[str, int], problems: List[str]) -> None:
+    """Version 1.2: every server in exactly one super pod; super_device_id unique within a pod."""
+    if not isinstance(pods, list) or not pods:
+        problems.append("super_pod_list: missing or empty; version 1.2 assigns every server to a super pod "
+                        "(use version 1.0 without super pods)")
+        return
+    pod_of: Dict[str, int] = {}
+    for p, pod in enumerate(pods):
+        members = pod.get("server_list") if isinstance(pod, dict) else None
+        if not isinstance(members, list) or not members:
+            problems.append(f"super_pod_list[{p}]: expected an object with super_pod_id and a non-empty server_list")
+            continue
+        _int_field(pod.get("super_pod_id"), f"super_pod_list[{p}].super_pod_id", problems)
+        for member in members:
+            server_id = member.get("server_id") if isinstance(member, dict) else None
+            if server_id not in servers:
+                problems.append(f"super_pod_list[{p}].server_list: server_id {server_id!r} is not in server_list")
+            elif server_id in pod_of:
+                problems.append(f"super_pod_list[{p}].server_list: {server_id} is also in super_pod_list"
+                                f"[{pod_of[server_id]}]")
+            pod_of.setdefault(server_id, p)
+    for server_id in sorted(set(servers) - set(pod_of)):
+        problems.append(f"super_pod_list: server {server_id} is in no super pod")
+    seen: Dict[Tuple[int, int], Device] = {}
+    for d in devices:
+        key = (pod_of.get(d.server_id, -1), d.super_device_id)
+        if key in seen:
+            problems.append(f"server_list[{d.server_index}] device_id {d.device_id}: super_device_id "
+                            f"{d.super_device_id} is also used by rank {seen[key].rank_id} in super pod {key[0]}")
+        seen.setdefault(key, d)
+
+
+def logical_device_id(device_id: int, visible: Optional[str] = None) -> int:
+    """The ``DEVICE_ID`` a process uses for physical device ``device_id``: its position among the sorted
+    ``ASCEND_RT_VISIBLE_DEVICES`` (``visible``, default from the environment), as MindSpore maps them."""
+    visible = os.environ.get("ASCEND_RT_VISIBLE_DEVICES", "") if visible is None else visible
+    if not visible.strip():
+        return device_id
+    try:
+        ids = sorted(int(item) for item in visible.split(","))
+    except ValueError:
+        raise UserError(f"ASCEND_RT_VISIBLE_DEVICES={visible!r} is not a comma-separated list of device "
+                        "numbers, e.g. 4,5,6,7") from None
+    if device_id not in ids:
+        raise UserError(f"the rank table assigns device {device_id}, which ASCEND_RT_VISIBLE_DEVICES={visible} "
+                        "hides; list it there or unset ASCEND_RT_VISIBLE_DEVICES")
+    return ids.index(device_id)
 
 
 # --------------------------------------------------------------------------- generate

@@ -1,29 +1,47 @@
-"""Run a node's launch commands and watch its ranks: when one fails, stop them all and say which.
+"""Run a node's launch commands and watch its ranks: when one fails or hangs, stop them all, say
+which, and (``--max-restarts``) relaunch the job from the newest checkpoint every rank can load.
 
 msrun mode: msrun starts and joins the workers; its line ``Worker process <pid> exit with
 exception`` and the workers' exit markers (:mod:`ms_suite.launch.worker`) tell which rank failed
 first. msrun then waits for its scheduler to time out (about 30 s), so the supervisor ends the job
 itself. Rank-table mode: the supervisor starts one process per device and polls them directly.
+
+Hangs (``--hang-timeout``): every rank writes its step to ``heartbeat/rank_<r>`` in the run
+directory (:class:`ms_suite.engine.callbacks.Heartbeat`). A rank whose file has not changed for the
+timeout (counted from the launch) has hung: the supervisor sends ``SIGUSR1`` to every running rank,
+on which the worker writes every thread's Python stack into its log, then stops the job.
+
+Restarts: each failure is one line of ``restarts.jsonl`` in the run directory; a rank exiting with
+code 2 (a user error: bad recipe, missing file) is never restarted; ``summary.json`` of a finished
+job counts the restarts and the steps they lost.
 """
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import glob
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from typing import List, Optional, Sequence, TextIO, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
+from ms_suite.engine.callbacks import heartbeat_path, read_heartbeat
 from ms_suite.launch.commands import Process, ensure_python
-from ms_suite.launch.worker import read_markers
+from ms_suite.launch.worker import STACK_SIGNAL, read_markers
 
 MSRUN_FAILED = re.compile(r"Worker process (\d+) exit with exception\. Error code: (-?\d+)")
 POLL_S = 0.5
 TAIL_LINES = 20
+HUNG_TAIL_LINES = 40  # a stack dump of every thread is long
+STACK_WAIT_S = 2.0  # time for a signalled rank to write its stacks before it is killed
 MARKER_WINDOW = 8192
+USER_ERROR_CODE = 2  # ms_suite.errors.UserError: restarting cannot help
 
 
 @dataclasses.dataclass
@@ -60,8 +78,53 @@ class RankLog:
 
 @dataclasses.dataclass
 class Failure:
-    rank: int
-    how: str  # "exit code 3", "killed by SIGKILL", ...
+    rank: Optional[int]  # None: the launcher itself failed
+    how: str  # "exit code 3", "killed by SIGKILL", "no progress for 600 s after step 1200", ...
+    exit_code: Optional[int] = None  # negative: killed by that signal; None: hung
+    hung: bool = False
+
+    @property
+    def user_error(self) -> bool:
+        return self.exit_code == USER_ERROR_CODE
+
+
+class Heartbeats:
+    """When each rank's heartbeat file last changed (this host's clock: nodes' clocks need not agree)."""
+
+    def __init__(self, run_dir: str, ranks: Sequence[int]):
+        self.paths = {rank: heartbeat_path(run_dir, rank) for rank in ranks}
+        for path in self.paths.values():  # a previous attempt's steps are not this one's progress
+            if os.path.exists(path):
+                os.remove(path)
+        start = time.monotonic()
+        self.seen: Dict[int, Tuple[Optional[str], float]] = {rank: (None, start) for rank in ranks}
+
+    def _content(self, rank: int) -> Optional[str]:
+        try:
+            with open(self.paths[rank]) as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return None
+
+    def poll(self) -> None:
+        now = time.monotonic()
+        for rank, (content, _) in self.seen.items():
+            current = self._content(rank)
+            if current != content:
+                self.seen[rank] = (current, now)
+
+    def step(self, rank: int) -> Optional[int]:
+        return read_heartbeat(self.paths[rank])
+
+    def last_step(self) -> Optional[int]:
+        steps = [s for s in map(self.step, self.paths) if s is not None]
+        return max(steps) if steps else None
+
+    def stalled(self, timeout: float) -> List[int]:
+        """Ranks without progress for ``timeout`` s, longest-stalled first (lowest step on a tie)."""
+        now = time.monotonic()
+        late = [rank for rank, (_, since) in self.seen.items() if now - since > timeout]
+        return sorted(late, key=lambda r: (self.seen[r][1], self.step(r) or -1))
 
 
 def describe_exit(code: int) -> str:
@@ -77,8 +140,10 @@ class Job:
     """The processes of one node and the ranks they run."""
 
     def __init__(self, commands: Sequence[Process], ranks: Sequence[RankLog], msrun: bool,
-                 console: TextIO = sys.stdout):
+                 console: TextIO = sys.stdout, heartbeats: Optional[Heartbeats] = None,
+                 hang_timeout: Optional[float] = None):
         self.commands, self.ranks, self.msrun, self.console = list(commands), list(ranks), msrun, console
+        self.heartbeats, self.hang_timeout = heartbeats, hang_timeout
         self.procs: List[subprocess.Popen] = []
         self.msrun_failed: Optional[Tuple[int, int]] = None  # (pid, exit code) msrun reported first
         self._files: List[TextIO] = []
@@ -137,26 +202,51 @@ class Job:
             failed_pid, code = self.msrun_failed
             for rank, (pid, _) in markers.items():
                 if pid == failed_pid:
-                    return Failure(rank, describe_exit(code))
+                    return Failure(rank, describe_exit(code), code)
         if not self.msrun:
             for proc, rank in zip(self.procs, self.ranks):
                 code = proc.poll()
                 if code:
-                    return Failure(rank.rank, describe_exit(code))
-        failed = [Failure(rank, describe_exit(code)) for rank, (_, code) in markers.items() if code]
+                    return Failure(rank.rank, describe_exit(code), code)
+        failed = [Failure(rank, describe_exit(code), code) for rank, (_, code) in markers.items() if code]
         return failed[0] if failed else None
 
-    def wait(self) -> int:
-        """Poll until every process ended (0) or a rank failed (stop all, report, 1)."""
+    def hang(self) -> Optional[Failure]:
+        """With a hang timeout: the longest-stalled rank, after every running rank dumped its stacks (in a
+        collective hang all ranks stall within seconds; their stacks show which one is stuck elsewhere)."""
+        if self.heartbeats is None or self.hang_timeout is None:
+            return None
+        self.heartbeats.poll()
+        markers = {r.rank: r.markers() for r in self.ranks}
+        ended = {rank for rank, (_, code) in markers.items() if code is not None}  # exited ranks make no progress
+        if not self.msrun:
+            ended |= {rank.rank for proc, rank in zip(self.procs, self.ranks) if proc.poll() is not None}
+        stalled = [rank for rank in self.heartbeats.stalled(self.hang_timeout) if rank not in ended]
+        if not stalled:
+            return None
+        for rank, (pid, _) in markers.items():
+            if pid and rank not in ended:
+                try:
+                    os.kill(pid, STACK_SIGNAL)
+                except ProcessLookupError:
+                    pass
+        time.sleep(STACK_WAIT_S)
+        step = self.heartbeats.step(stalled[0])
+        after = "before its first step" if step is None else f"after step {step}"
+        others = f"; also stalled: rank(s) {', '.join(map(str, stalled[1:]))}" if stalled[1:] else ""
+        return Failure(stalled[0], f"no progress for {self.hang_timeout:g} s {after}, hung{others}", hung=True)
+
+    def wait(self) -> Optional[Failure]:
+        """Poll until every process ended (None) or a rank failed or hung (stop all, report, the failure)."""
         follow = None if self.msrun or not self.ranks else _Follower(self.ranks[0].path, self.console)
         while True:
-            failure = self.failure()
+            failure = self.failure() or self.hang()
             if follow:
                 follow.pump()
             if failure:
                 self.stop()
                 self.report(failure)
-                return 1
+                return failure
             codes = [p.poll() for p in self.procs]
             if None not in codes:
                 break
@@ -167,19 +257,21 @@ class Job:
         failure = self.failure()
         if failure:
             self.report(failure)
-            return 1
+            return failure
         if any(codes):
-            print(f"error: the launcher exited with {describe_exit(max(codes, key=abs))} and no rank reported "
+            code = max(codes, key=abs)
+            print(f"error: the launcher exited with {describe_exit(code)} and no rank reported "
                   f"a failure; see the output above and {os.path.dirname(self.ranks[0].path)}", file=sys.stderr)
-            return 1
-        return 0
+            return Failure(None, f"the launcher exited with {describe_exit(code)}", code)
+        return None
 
     def report(self, failure: Failure) -> None:
         """Name the failing rank, show its last log lines, list the others that exited with errors."""
         rank_log = next(r for r in self.ranks if r.rank == failure.rank)
         others = [r.rank for r in self.ranks if r.rank != failure.rank and (r.markers()[1] or 0) != 0]
+        tail = rank_log.tail(HUNG_TAIL_LINES if failure.hung else TAIL_LINES)
         lines = [f"error: rank {failure.rank} failed ({failure.how}); stopped all ranks of this node.",
-                 f"last lines of {rank_log.path}:"] + ["    " + line for line in rank_log.tail()]
+                 f"last lines of {rank_log.path}:"] + ["    " + line for line in tail]
         if others:
             lines.append(f"rank(s) {', '.join(map(str, others))} also exited with errors; logs in "
                          f"{os.path.dirname(rank_log.path)}")
@@ -206,15 +298,142 @@ class _Follower:
 
 
 def run_job(commands: Sequence[Process], ranks: Sequence[RankLog], msrun: bool) -> int:
-    """Start ``commands``, supervise ``ranks``; Ctrl-C stops every rank. Returns the exit code."""
-    job = Job(commands, ranks, msrun)
-    job.start()
-    try:
-        return job.wait()
-    except KeyboardInterrupt:
-        job.stop()
-        print("interrupted: stopped all ranks of this node", file=sys.stderr)
-        return 130
+    """Start ``commands`` once, supervise ``ranks``; Ctrl-C stops every rank. Returns the exit code."""
+    return Supervisor(lambda _resume: commands, ranks, msrun).run()
+
+
+@dataclasses.dataclass
+class RestartPolicy:
+    max_restarts: int = 0  # relaunches after a failure; 0: stop at the first one
+    hang_timeout: Optional[float] = None  # seconds without a heartbeat that count as a hang; None: off
+    run_dir: Optional[str] = None  # where heartbeats, checkpoints, restarts.jsonl and summary.json live
+    node: int = 0
+
+
+class Supervisor:
+    """Run the job; on a failure or hang relaunch it (``launch(resume)`` gives the commands, ``resume``
+    a checkpoint path or None) from the newest checkpoint every rank can load, up to ``max_restarts``
+    times. Exit code: 0 finished, 2 a rank's user error, 1 any other failure, 130 interrupted."""
+
+    def __init__(self, launch: Callable[[Optional[str]], Sequence[Process]], ranks: Sequence[RankLog], msrun: bool,
+                 policy: Optional[RestartPolicy] = None):
+        self.launch, self.ranks, self.msrun = launch, list(ranks), msrun
+        self.policy = policy or RestartPolicy()
+        self.records: List[dict] = []
+
+    @property
+    def restarts_file(self) -> str:
+        name = "restarts.jsonl" if self.policy.node == 0 else f"restarts_node{self.policy.node}.jsonl"
+        return os.path.join(self.policy.run_dir, name)
+
+    def run(self) -> int:
+        resume = None
+        while True:
+            failure, heartbeats = self._attempt(resume)
+            if failure is None:
+                self._count_in_summary()
+                return 0
+            if failure.exit_code == 130:
+                return 130
+            stop = self._stop_reason(failure)
+            if stop:
+                self._record(failure, heartbeats, None, "stop", stop)
+                self._tell_story(stop)
+                return USER_ERROR_CODE if failure.user_error else 1
+            resume = self._restart(failure, heartbeats)
+
+    def _attempt(self, resume: Optional[str]) -> Tuple[Optional[Failure], Optional[Heartbeats]]:
+        ranks = [RankLog(r.rank, r.path) for r in self.ranks]  # fresh pids
+        heartbeats = Heartbeats(self.policy.run_dir, [r.rank for r in ranks]) if self.policy.run_dir else None
+        job = Job(self.launch(resume), ranks, self.msrun, heartbeats=heartbeats,
+                  hang_timeout=self.policy.hang_timeout)
+        job.start()
+        try:
+            return job.wait(), heartbeats
+        except KeyboardInterrupt:
+            job.stop()
+            print("interrupted: stopped all ranks of this node", file=sys.stderr)
+            return Failure(None, "interrupted", 130), heartbeats
+
+    def _stop_reason(self, failure: Failure) -> Optional[str]:
+        if failure.user_error:
+            return (f"rank {failure.rank} exited with code {USER_ERROR_CODE}, a user error that a restart cannot "
+                    "fix (see its error line above)")
+        if len(self._restarts()) >= self.policy.max_restarts:
+            return f"restart limit reached (--max-restarts {self.policy.max_restarts})"
+        return None
+
+    def _restarts(self) -> List[dict]:
+        return [r for r in self.records if r["action"] == "restart"]
+
+    def _restart(self, failure: Failure, heartbeats: Optional[Heartbeats]) -> Optional[str]:
+        """Record the failure, keep the attempt's logs, and pick the checkpoint to resume from."""
+        from ms_suite.engine.checkpoint import resume_point
+
+        point = resume_point(os.path.join(self.policy.run_dir, "checkpoints"))
+        record = self._record(failure, heartbeats, point, "restart")
+        where = f"step {point[0]} ({point[1]})" if point else "the start (no checkpoint every rank can load)"
+        print(f"restart {len(self._restarts())} of {self.policy.max_restarts}: relaunching all ranks from {where}; "
+              f"logs of the failed attempt: {record['logs']}", file=sys.stderr, flush=True)
+        return point[1] if point else None
+
+    def _record(self, failure: Failure, heartbeats: Optional[Heartbeats], point: Optional[Tuple[int, str]],
+                action: str, reason: Optional[str] = None) -> dict:
+        """Append one line to restarts.jsonl: ``action`` is "restart" or "stop" (then ``reason`` says why)."""
+        last_step = heartbeats.last_step() if heartbeats else None
+        resumed = point[0] if point else 0
+        record = {"time": datetime.datetime.now().isoformat(timespec="seconds"), "action": action,
+                  "rank": failure.rank, "cause": failure.how, "exit_code": failure.exit_code, "hung": failure.hung,
+                  "last_step": last_step,
+                  "resumed_step": resumed if action == "restart" else None,
+                  "resumed_from": point[1] if point else None,
+                  "steps_lost": max(last_step - resumed, 0) if action == "restart" and last_step else 0,
+                  "logs": self._archive_logs(len(self.records) + 1) if action == "restart" else None,
+                  "stop_reason": reason}
+        self.records.append(record)
+        if self.policy.run_dir:
+            with open(self.restarts_file, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        return record
+
+    def _archive_logs(self, attempt: int) -> Optional[str]:
+        """Move this node's rank logs (and on node 0 msrun's scheduler log) to ``logs/attempt_<k>/``: the
+        next attempt writes fresh ones. Other nodes' logs in a shared folder are theirs to move."""
+        if not self.ranks:
+            return None
+        log_dir = os.path.dirname(self.ranks[0].path)
+        target = os.path.join(log_dir, f"attempt_{attempt}")
+        os.makedirs(target, exist_ok=True)
+        scheduler = glob.glob(os.path.join(log_dir, "scheduler*.log")) if self.policy.node == 0 else []
+        for path in [r.path for r in self.ranks if os.path.exists(r.path)] + scheduler:
+            shutil.move(path, os.path.join(target, os.path.basename(path)))
+        return target
+
+    def _tell_story(self, stop: str) -> None:
+        if not self.records[:-1]:
+            if self.policy.max_restarts or self.records[-1]["exit_code"] == USER_ERROR_CODE:
+                print(f"not restarting: {stop}", file=sys.stderr)
+            return  # no restarts asked for: the failure report above is the whole story
+        lines = [f"giving up: {stop}. What happened:"]
+        for number, record in enumerate(self.records, 1):
+            resumed = (f"; restarted from step {record['resumed_step']}" if record["action"] == "restart" else "")
+            who = "the launcher:" if record["rank"] is None else f"rank {record['rank']}"
+            lines.append(f"  attempt {number}: {who} {record['cause']}{resumed}")
+        lines.append(f"  details: {self.restarts_file}; logs of each attempt in logs/attempt_<k>/")
+        print("\n".join(lines), file=sys.stderr)
+
+    def _count_in_summary(self) -> None:
+        """Add the restarts and the steps they lost to rank 0's summary.json (on the node that has it)."""
+        path = os.path.join(self.policy.run_dir or "", "summary.json")
+        if not self.policy.run_dir or not os.path.exists(path):
+            return
+        from ms_suite.engine.rundir import RunDir
+
+        with open(path) as fh:
+            summary = json.load(fh)
+        restarts = self._restarts()
+        summary.update(restarts=len(restarts), steps_lost=sum(r["steps_lost"] for r in restarts))
+        RunDir(self.policy.run_dir).write_summary(summary)
 
 
 def run_single(command: Process) -> int:

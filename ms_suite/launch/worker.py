@@ -3,17 +3,21 @@
 It runs the ``ms-suite`` command line unchanged, framed by two marker lines in the rank's log: the
 first names the rank, its pid and the launch variables; the last gives the exit code. msrun only
 reports a failed worker's pid, and a killed process prints nothing: the markers let the launcher
-name the rank that failed.
+name the rank that failed. ``SIGUSR1`` makes the worker write every thread's Python stack into its
+log (:mod:`faulthandler`): the launcher sends it to a rank that stopped making progress.
 """
 from __future__ import annotations
 
+import faulthandler
 import os
 import re
+import signal
 import socket
 import sys
 from typing import List, Optional, Tuple
 
 MARK = "[ms-suite worker]"
+STACK_SIGNAL = signal.SIGUSR1
 LAUNCH_VARS = ("RANK_ID", "RANK_SIZE", "DEVICE_ID", "MS_ROLE", "MS_WORKER_NUM", "MS_NODE_RANK", "MS_SCHED_HOST",
                "MS_SCHED_PORT", "RANK_TABLE_FILE")
 _START = re.compile(re.escape(MARK) + r" (rank \d+|scheduler|rank \?) pid (\d+)")
@@ -39,6 +43,7 @@ def main(argv: List[str]) -> int:
     from ms_suite.cli.main import main as cli_main
 
     who = identity()
+    faulthandler.register(STACK_SIGNAL, all_threads=True)
     launch_env = " ".join(f"{k}={os.environ[k]}" for k in LAUNCH_VARS if k in os.environ)
     print(f"{MARK} {who} pid {os.getpid()} on {socket.gethostname()}: {launch_env}", flush=True)
     code = 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ms_suite.errors import UserError
 
@@ -99,6 +99,19 @@ def create_model(name: str, num_classes: Optional[int] = None, pretrained: Optio
 
         load_pretrained(net, pretrained, _INFO[name])
     return net
+
+
+def model_config(net, name: str, num_classes: int, kwargs: Dict[str, Any],
+                 input_shape: Tuple[int, ...]) -> Dict[str, Any]:
+    """What rebuilds ``net`` without the recipe, its pretrained weights or its data (as Hugging Face's
+    ``config.json`` does): the registered ``name``, ``num_classes``, the builder ``kwargs`` and the
+    ``input_shape`` of one sample. A model with a ``config`` dataclass (BERT: layers, widths, vocabulary,
+    dropout...) stores every field of it as a keyword, so a pretrained shape needs no ``config.json``."""
+    shape = getattr(net, "config", None)
+    fields = dataclasses.asdict(shape) if dataclasses.is_dataclass(shape) else {}
+    own = {k: v for k, v in kwargs.items() if not fields or k != "config"}  # the fields replace a config path
+    return {"name": name, "num_classes": num_classes, "kwargs": {**own, **fields},
+            "input_shape": [int(d) for d in input_shape]}
 
 
 def _check_kwargs(name: str, builder: Callable, kwargs: dict) -> None:

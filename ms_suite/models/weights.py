@@ -11,6 +11,7 @@ import numpy as np
 
 from ms_suite.errors import UserError
 from ms_suite.models.registry import ModelInfo, create_model
+from ms_suite.runtime import captured_native_output
 
 log = logging.getLogger("ms_suite")
 T = TypeVar("T")
@@ -27,15 +28,32 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Load ``path`` into (parameters, metadata); a missing or corrupt file is a UserError."""
     if not os.path.isfile(path):
         raise UserError(f"checkpoint {path} not found; check the path")
-    try:
-        params = ms.load_checkpoint(path, crc_check=True)
-    except (ValueError, RuntimeError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"checkpoint {path} cannot be read (corrupt or truncated?): {first}; "
-                        "pick another checkpoint") from None
+    size = os.path.getsize(path)
+    if size == 0:
+        raise UserError(f"checkpoint {path} cannot be read: the file is empty; pick another checkpoint")
+    # MindSpore logs its own misleading "[ERROR] ... May not have permission" line before raising.
+    with captured_native_output():
+        try:
+            params = ms.load_checkpoint(path, crc_check=True)
+        except (ValueError, RuntimeError, OSError):
+            params = None
+    if params is None:
+        raise UserError(f"checkpoint {path} cannot be read: corrupt or truncated ({size} bytes fail to parse "
+                        "or fail the CRC check); pick another checkpoint")
     meta_text = params.pop(META_KEY, None)
     meta = json.loads(meta_text) if isinstance(meta_text, str) else {}
     return params, meta
+
+
+def read_checkpoint_meta(path: str) -> Dict[str, Any]:
+    """Only the metadata of checkpoint ``path`` (no tensors are loaded); {} when it has none or
+    cannot be read (:func:`read_checkpoint` reports a bad file when the weights are loaded)."""
+    with captured_native_output():
+        try:
+            text = ms.load_checkpoint(path, choice_func=lambda name: name == META_KEY).get(META_KEY)
+        except (ValueError, RuntimeError, OSError):
+            return {}
+    return json.loads(text) if isinstance(text, str) else {}
 
 
 def model_weights(params: Dict[str, Any]) -> Dict[str, Any]:
@@ -54,7 +72,13 @@ def load_pretrained(net: ms.nn.Cell, path: str, info: Optional[ModelInfo] = None
     initialisation and is logged (fine-tuning on new classes); otherwise, and for any other
     parameter, a mismatch raises :class:`UserError`.
     """
-    saved = model_weights(read_checkpoint(path)[0])
+    load_weights(net, read_checkpoint(path)[0], path, info, allow_new_head=allow_new_head)
+
+
+def load_weights(net: ms.nn.Cell, params: Dict[str, Any], path: str, info: Optional[ModelInfo] = None, *,
+                 allow_new_head: bool = True) -> None:
+    """:func:`load_pretrained` with the checkpoint ``path`` already read into ``params``."""
+    saved = model_weights(params)
     own = net.parameters_dict()
     head = getattr(net, "classifier_name", "fc") + "."
     model = f"model {info.name!r}" if info is not None else "the model"
@@ -71,8 +95,11 @@ def load_pretrained(net: ms.nn.Cell, path: str, info: Optional[ModelInfo] = None
                 problems.append(f"{name} ({found})")
     if problems:
         more = f" and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
+        only_head = all(problem.startswith(head) for problem in problems)
+        culprit = ("model.num_classes" if only_head else
+                   "model.name and model.kwargs (the network's shape: layers, widths, vocabulary)")
         raise UserError(f"checkpoint {path} does not fit {model}: {', '.join(problems[:_SHOWN])}{more}; "
-                        "check model.name and model.num_classes against the run that wrote it")
+                        f"check {culprit} against the run that wrote it")
     if head_mismatch:
         log.warning("classifier %s* of %s not loaded from %s (missing or different number of classes);"
                     " it keeps its fresh initialisation", head, model, path)

@@ -51,7 +51,49 @@ DEVICE_PEAKS: Tuple[DevicePeak, ...] = (
     DevicePeak("A100", 312.0, 156.0, "NVIDIA A100 datasheet: FP16/BF16 312, TF32 156 TFLOPS (dense)"),
 )
 
-FMA_UNITS_PER_CORE = 2  # vector FMA pipes per core on Haswell/Skylake-SP Gold/Zen 2+ server cores
+
+
+@dataclasses.dataclass(frozen=True)
+class VectorUnits:
+    """A core's floating-point vector datapath: ``units`` pipes, each ``bits`` wide, doing fused
+    multiply-adds (``fma``) or, without FMA, one add pipe and one multiply pipe."""
+
+    units: int
+    bits: int
+    fma: bool
+    why: str
+
+    @property
+    def fp32_flops_per_cycle(self) -> int:
+        return self.units * (self.bits // 32) * (2 if self.fma else 1)  # an FMA is a multiply and an add
+
+
+def vector_units(fields: dict) -> VectorUnits:
+    """The FP32 vector datapath of the CPU described by /proc/cpuinfo ``fields`` (vendor, family, model
+    name, flags). AVX-512 does not mean 512-bit pipes: AMD Zen 4 runs it on two 256-bit pipes, Zen 5
+    has two 512-bit ones; Intel Xeon Silver/Bronze (and Skylake/Cascade Lake Gold 5xxx) have one
+    512-bit FMA unit, other AVX-512 Xeons two."""
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    vendor, name = fields.get("vendor_id", ""), fields.get("model name", "")
+    family = _int(fields.get("cpu family"))
+    fma = bool(flags & {"fma", "asimd"})
+    if "avx512f" in flags and vendor == "AuthenticAMD":
+        if family >= 0x1A:
+            return VectorUnits(2, 512, True, "AMD Zen 5: AVX-512 on 2 x 512-bit FMA pipes")
+        return VectorUnits(2, 256, True, "AMD Zen 4: AVX-512 on 2 x 256-bit FMA pipes (double-pumped)")
+    if "avx512f" in flags:
+        one_unit = re.search(r"\b(Silver|Bronze)\b|Gold 5[12]\d\d", name)
+        units = 1 if one_unit else 2
+        return VectorUnits(units, 512, True, f"AVX-512, {units} x 512-bit FMA unit(s)"
+                                             f"{' (' + one_unit.group(0) + ')' if one_unit else ''}")
+    if vendor == "AuthenticAMD" and family == 0x17 and _int(fields.get("model")) < 0x30:
+        return VectorUnits(2, 128, True, "AMD Zen/Zen+: AVX2 on 2 x 128-bit FMA pipes")
+    if "avx2" in flags or "avx" in flags:
+        isa = "AVX2" if "avx2" in flags else "AVX"
+        return VectorUnits(2, 256, fma, f"{isa}, 2 x 256-bit {'FMA' if fma else 'add/mul'} pipes")
+    if "asimd" in flags:
+        return VectorUnits(2, 128, True, "NEON, 2 x 128-bit FMA pipes")
+    return VectorUnits(2, 128, False, "SSE, 2 x 128-bit add/mul pipes")
 
 
 def precision(amp_level: str) -> str:
@@ -72,29 +114,26 @@ def lookup_peak(device_name: str, precision_: str) -> Optional[Peak]:
 
 
 def cpu_peak(cpuinfo: Optional[str] = None, cores: Optional[int] = None) -> Peak:
-    """FP32 peak of the CPU cores this process may use:
-    cores x fp32 lanes per vector (512/256/128-bit: AVX-512, AVX/AVX2, SSE/NEON) x 2 (an FMA is a
-    multiply and an add) x FMA units per core (2 assumed) x clock (GHz).
+    """FP32 peak of the CPU cores this process may use: cores x FP32 FLOPs per cycle of the core's
+    vector units (:func:`vector_units`: vendor, family, model name, ISA flags) x clock (GHz).
 
     Logical CPUs that share a core (SMT) count once. The clock is the nominal one from the model
-    name (``@ 2.60GHz``), else ``cpu MHz``, else cpufreq's maximum.
+    name (``@ 2.60GHz``), else ``cpu MHz`` (the base clock under a hypervisor, the current one on
+    bare metal), else cpufreq's maximum.
     """
     text = cpuinfo if cpuinfo is not None else _read("/proc/cpuinfo")
     fields = _cpuinfo_fields(text)
-    flags = set((fields.get("flags") or fields.get("Features") or "").split())
-    bits, isa = ((512, "AVX-512") if "avx512f" in flags else (256, "AVX2") if "avx2" in flags
-                 else (256, "AVX") if "avx" in flags else (128, "NEON") if "asimd" in flags else (128, "SSE"))
-    fma = 2 if flags & {"fma", "asimd"} else 1
+    units = vector_units(fields)
     ghz = _clock_ghz(fields)
     if cores is None:
         threads_per_core = max(_int(fields.get("siblings")) // max(_int(fields.get("cpu cores")), 1), 1)
         cores = max(len(os.sched_getaffinity(0)) // threads_per_core, 1)
     if ghz is None:
         return Peak(None, "CPU clock unknown (no cpu MHz in /proc/cpuinfo, no cpufreq); set runtime.peak_tflops")
-    lanes = bits // 32
-    tflops = cores * lanes * fma * FMA_UNITS_PER_CORE * ghz / 1000
-    return Peak(round(tflops, 4), f"CPU estimate: {cores} cores x {lanes} fp32 lanes ({isa}) x {fma} (FMA) x "
-                                  f"{FMA_UNITS_PER_CORE} FMA units x {ghz:.2f} GHz")
+    tflops = cores * units.fp32_flops_per_cycle * ghz / 1000
+    cpu = fields.get("model name") or fields.get("vendor_id") or "CPU"
+    return Peak(round(tflops, 4), f"CPU estimate for {cpu}: {cores} cores x {units.fp32_flops_per_cycle} fp32 "
+                                  f"FLOPs/cycle ({units.why}) x {ghz:.2f} GHz")
 
 
 def device_name(device: str, device_id: int) -> str:

@@ -10,6 +10,10 @@ Layout of ``<run>/profiler/`` (the folder MindInsight's profiler pages open)::
 
 MindSpore 2.7 writes only the ``rank_<rank>/`` part; the files MindInsight 2.3.1 knows are copied
 next to it (renamed to the rank), with a ``profiler_info_<rank>.json`` describing the run.
+
+On GPU, MindSpore 2.7.2 still creates the ``*_ascend_ms`` folder (host-side data), but its GPU
+profiler (``mindspore/profiler/platform/gpu_profiler.py``) is initialised with the handler's own
+folder, so the ``gpu_*`` operator files land directly in ``rank_<rank>/``: both places are read.
 """
 from __future__ import annotations
 
@@ -49,14 +53,22 @@ def plan_window(cfg: ProfileConfig, steps_done: int, total_steps: int) -> Option
     return (first, last) if first <= last else None
 
 
-def layout_for_mindinsight(raw_dir: str, profiler_dir: str, rank: int, info: Dict[str, Any]) -> List[str]:
-    """Copy the files MindInsight reads from MindSpore's output under ``raw_dir`` into
-    ``profiler_dir`` (renamed to ``rank``) and write ``profiler_info_<rank>.json``. Returns the
-    copied file names; none means MindInsight cannot show this device's profile."""
+def profile_files(raw_dir: str) -> List[str]:
+    """The files of the newest profile under ``raw_dir``: everything in MindSpore's newest
+    ``*_ascend_ms`` folder, and the files directly in ``raw_dir`` (where the GPU profiler writes)."""
+    output = _newest_output(raw_dir)
+    nested = glob.glob(os.path.join(output, "**", "*"), recursive=True) if output else []
+    return sorted(p for p in nested + glob.glob(os.path.join(raw_dir, "*")) if os.path.isfile(p))
+
+
+def layout_for_mindinsight(files: List[str], profiler_dir: str, rank: int, info: Dict[str, Any]) -> List[str]:
+    """Copy the ``files`` MindInsight reads (see :func:`profile_files`) into ``profiler_dir``
+    (renamed to ``rank``) and write ``profiler_info_<rank>.json``. Returns the copied file names;
+    none means MindInsight cannot show this device's profile."""
     copied = []
-    for path in sorted(glob.glob(os.path.join(raw_dir, "**", "*"), recursive=True)):
+    for path in files:
         match = _MINDINSIGHT_NAME.match(os.path.basename(path))
-        if match and os.path.isfile(path):
+        if match:
             name = f"{match.group(1)}_{rank}{match.group(2)}"
             shutil.copyfile(path, os.path.join(profiler_dir, name))
             copied.append(name)
@@ -119,7 +131,7 @@ class ProfileWindow(Callback):
                 "parallel_mode": trainer.cfg.parallel.mode, "stage_num": trainer.cfg.parallel.pipeline_stage,
                 "profile_steps": list(self.window)}
         output = _newest_output(self.raw_dir)
-        copied = layout_for_mindinsight(output, profiler_dir, trainer.dist.rank, info) if output else []
+        copied = layout_for_mindinsight(profile_files(self.raw_dir), profiler_dir, trainer.dist.rank, info)
         trace = os.path.join(output, "ASCEND_PROFILER_OUTPUT", "trace_view.json") if output else ""
         trace = trace if os.path.isfile(trace) else None
         if not copied:

@@ -26,8 +26,8 @@ class EventFile:
 
     It uses the protobuf packing and C++ record writer behind ``mindspore.SummaryRecord``, but not
     SummaryRecord itself: SummaryRecord hands records to a writer process that polls its queue
-    without sleeping, which keeps a CPU core busy for the whole run (see the README's profiling
-    notes). Written directly, records cost nothing in between.
+    without sleeping, which keeps a CPU core busy for the whole run (measured in
+    docs/results/profiling.md). Written directly, records cost nothing in between.
     """
 
     def __init__(self, directory: str, rank: int = 0):

@@ -103,6 +103,10 @@ def check_trainer_support(cfg: ParallelConfig, train: TrainConfig) -> None:
     if train.ema_decay:
         raise UserError(f"train.ema_decay={train.ema_decay} is not supported with parallel.mode={cfg.mode} "
                         "(weights are sliced across ranks); set train.ema_decay=0")
+    if train.clip_grad_norm is not None and cfg.model_parallel > 1:
+        raise UserError(f"train.clip_grad_norm={train.clip_grad_norm} is not supported with parallel.model_parallel="
+                        f"{cfg.model_parallel}: each rank would clip by the norm of its own gradient slices; "
+                        "unset train.clip_grad_norm or use parallel.model_parallel=1")
 
 
 def context_active() -> bool:
@@ -117,7 +121,7 @@ def check_single_device_build(cfg: ParallelConfig) -> None:
     if uses_auto_parallel(cfg) and not context_active():
         raise UserError(f"parallel.mode={cfg.mode}: training wrote one checkpoint slice per rank "
                         "(checkpoints/rank_<r>/); merge them with ms_suite.engine.checkpoint.merge_slices(run_dir, "
-                        "output) (README: merging sliced checkpoints) and pass the merged file with "
+                        "output) (docs/guides/bert.md: merging sliced checkpoints) and pass the merged file with "
                         "--set parallel.mode=standalone")
 
 

@@ -37,8 +37,9 @@ class RuntimeInfo:
 
 
 @contextlib.contextmanager
-def _captured_native_output() -> Iterator[list]:
-    """Capture what MindSpore's C++ side prints to stdout/stderr (plugin load messages)."""
+def captured_native_output() -> Iterator[list]:
+    """Capture what MindSpore writes to the process's stdout/stderr file descriptors (its C++ side,
+    e.g. plugin load messages, and its ``[ERROR] ME(...)`` log lines) as a list of stripped lines."""
     lines: list = []
     with tempfile.TemporaryFile(mode="w+") as tmp:
         saved = [os.dup(1), os.dup(2)]
@@ -59,7 +60,7 @@ def probe_device(name: str) -> Tuple[bool, str]:
     """Whether MindSpore can load ``name`` here, and a short reason when it cannot."""
     from mindspore import hal
 
-    with _captured_native_output() as lines:
+    with captured_native_output() as lines:
         try:
             ok = bool(hal.is_available(name))
         except Exception as err:  # plugin loaders raise assorted errors
@@ -166,15 +167,23 @@ def apply_performance_settings(cfg: RuntimeConfig, device: str) -> None:
         _enable_graph_kernel(cfg, device)
 
 
+def graph_kernel_missing(device: str) -> Optional[str]:
+    """Why ``runtime.graph_kernel=true`` cannot compile on ``device`` here, or None when it can."""
+    if device == "CPU" and importlib.util.find_spec("decorator") is None:
+        return ("runtime.graph_kernel=true on CPU compiles kernels with AKG, which needs the `decorator` "
+                "package: pip install decorator")
+    return None
+
+
 def _enable_graph_kernel(cfg: RuntimeConfig, device: str) -> None:
     """Graph kernel fusion at the level ``enable_graph_kernel=True`` means (opt_level 2). That
     context key is deprecated and jit_level O1 does not fuse on CPU, so set the flags MindSpore
     reads at each compile; an ``opt_level`` the user already exported wins."""
     if cfg.mode != "graph":
         raise UserError("runtime.graph_kernel=true needs runtime.mode=graph")
-    if device == "CPU" and importlib.util.find_spec("decorator") is None:
-        raise UserError("runtime.graph_kernel=true on CPU compiles kernels with AKG, which needs the `decorator` "
-                        "package: pip install decorator (or set runtime.graph_kernel=false)")
+    missing = graph_kernel_missing(device)
+    if missing:
+        raise UserError(f"{missing} (or set runtime.graph_kernel=false)")
     flags = os.environ.get("MS_DEV_GRAPH_KERNEL_FLAGS", "")
     if "opt_level" not in flags:
         os.environ["MS_DEV_GRAPH_KERNEL_FLAGS"] = f"{flags} --opt_level=2".strip()

@@ -2,14 +2,16 @@
 
 Collectives: HCCL on Ascend, NCCL on GPU, MindSpore's own CPU collectives (``mccl``) on CPU.
 Data parallel: replicas start from rank 0's parameters (:func:`broadcast_parameters`) and are
-checked to end identical (:func:`replicas_in_sync`). Semi-auto/auto parallel (Ascend/GPU): weights
-are sliced across ranks, every rank reads the global batch and saves its own checkpoint slice;
-with pipeline stages only the last stage computes the loss (:func:`last_stage_loss`).
+checked to end identical (:func:`replicas_in_sync`); each rank evaluates its eval shard and the
+per-sample outputs are gathered (:func:`all_gather_arrays`). Semi-auto/auto parallel (Ascend/GPU):
+weights are sliced across ranks, every rank reads the global batch and saves its own checkpoint
+slice; with pipeline stages only the last stage computes the loss (:func:`last_stage_loss`).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import logging
 import os
 from typing import Dict, Iterable, List, Optional, Tuple
@@ -66,6 +68,13 @@ def launch_device_id(cfg: ParallelConfig) -> Optional[int]:
         raise UserError(f"environment variable DEVICE_ID={value!r} is not a device index; "
                         "unset it or export the rank's device number (0, 1, ...)")
     return int(value)
+
+
+def process_rank() -> int:
+    """This process's global rank once the collectives are initialised (by :func:`init_distributed`), else 0."""
+    from mindspore.communication import GlobalComm, get_rank
+
+    return get_rank() if GlobalComm.INITED else 0
 
 
 def init_distributed(cfg: ParallelConfig, strategy_dir: Optional[str] = None) -> DistInfo:
@@ -150,6 +159,28 @@ def replicas_in_sync(params: Iterable, dist: DistInfo) -> bool:
         log.warning("the weights of rank(s) %s differ from rank 0's at the end of training",
                     ", ".join(map(str, differ)))
     return not differ
+
+
+def all_gather_arrays(arrays: Dict[str, np.ndarray]) -> List[Dict[str, np.ndarray]]:
+    """Every rank's ``arrays``, in rank order, bit for bit (any dtypes and shapes per rank).
+
+    Each rank's dict travels as one ``.npz`` byte string: one AllGather of the lengths, then one of
+    the bytes padded to the longest, as int32 words (a dtype MindSpore's CPU collectives carry).
+    """
+    from mindspore import Tensor, ops
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    payload = buffer.getvalue()
+    lengths = ops.AllGather()(Tensor(np.array([len(payload)], np.int32))).asnumpy()
+    words = -(-int(lengths.max()) // 4)
+    padded = np.frombuffer(payload.ljust(4 * words, b"\0"), dtype=np.int32).copy()
+    gathered = ops.AllGather()(Tensor(padded)).asnumpy().reshape(len(lengths), words)
+    parts = []
+    for row, length in zip(gathered, lengths):
+        with np.load(io.BytesIO(row.tobytes()[:length]), allow_pickle=False) as npz:
+            parts.append({key: npz[key] for key in npz.files})
+    return parts
 
 
 def last_stage_loss(loss: float, dist: DistInfo) -> float:

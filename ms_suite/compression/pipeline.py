@@ -22,6 +22,7 @@ from ms_suite.errors import UserError
 from ms_suite.models import model_info
 from ms_suite.models.flops import count_flops
 from ms_suite.runtime import compile_cache, init_runtime
+from ms_suite.runtime.memory import peak_rss_mb
 
 log = logging.getLogger("ms_suite")
 
@@ -71,7 +72,7 @@ def compress(cfg: Config, output_dir: str, callbacks: Sequence[Callback] = ()) -
         baselines = {"ptq_int8": _ptq_baseline(ctx, float_file.path)} if algorithm.name == "simqat" else {}
     header = {"algorithm": algorithm.name, "settings": dataclasses.asdict(algorithm.settings),
               "model": cfg.model.name, "dataset": cfg.data.name, "device": runtime.device,
-              "pretrained": cfg.model.pretrained, "run_dir": run.path}
+              "pretrained": cfg.model.pretrained, "run_dir": run.path, "peak_rss_mb": peak_rss_mb()}
     report = build_report(header, before, after, layers, algorithm.notes, cfg.checkpoint.monitor)
     report["baselines"] = baselines
     write_report(report, os.path.join(run.path, REPORT_NAME))

@@ -12,7 +12,7 @@ from mindspore_gs.quantization import SimulatedQuantizationAwareTraining, SlbQua
 from mindspore_gs.quantization.quant_cell import QuantCell
 
 from ms_suite.compression.base import Algorithm, GoldenStickCallbacks, TrainContext, register
-from ms_suite.compression.compat import MinMaxSimQAT, rewrite_workspace
+from ms_suite.compression.compat import MinMaxSimQAT, compact_slb_quantizers, rewrite_workspace
 from ms_suite.data import build_dataset
 from ms_suite.compression.report import FLOAT_BITS
 from ms_suite.deploy import export_model, signature, verify_file
@@ -57,9 +57,13 @@ class _QuantizationAwareTraining(Algorithm):
 
         def apply(net: nn.Cell) -> nn.Cell:
             with rewrite_workspace(net, ctx.output_dir):
-                return self.algo.apply(net)
+                return self.adapt(self.algo.apply(net))
 
         return ctx.fit(model_hook=apply, callbacks=self.callbacks(ctx))
+
+    def adapt(self, net: nn.Cell) -> nn.Cell:
+        """The suite's changes to the network Golden Stick's ``apply`` returned (see compat.py)."""
+        return net
 
     def convert(self, net: nn.Cell) -> nn.Cell:
         return self.algo.convert(net)
@@ -165,6 +169,9 @@ class SLB(_QuantizationAwareTraining):
             "enable_bn_calibration": False, "epoch_size": self.cfg.train.epochs, "has_trained_epoch": 0,
             "t_start_val": s.t_start_val, "t_start_time": s.t_start_time, "t_end_time": s.t_end_time,
             "t_factor": s.t_factor})
+
+    def adapt(self, net: nn.Cell) -> nn.Cell:
+        return compact_slb_quantizers(net)
 
     def callbacks(self, ctx: TrainContext) -> list:
         """SLB's temperature schedule (Golden Stick's ``TemperatureScheduler``), driven per epoch."""

@@ -48,6 +48,7 @@ from ms_suite.runtime import (DistInfo, RuntimeInfo, broadcast_parameters, compi
                               init_runtime, launch_device_id, replicas_in_sync)
 from ms_suite.runtime.auto_parallel import check_trainer_support
 from ms_suite.runtime.distributed import agree_on_step, last_stage_loss
+from ms_suite.runtime.memory import peak_rss_mb
 
 log = logging.getLogger("ms_suite")
 
@@ -485,7 +486,7 @@ class Trainer:
             "ms_suite_version": ms_suite.__version__, "final_checkpoint": last_ckpt,
             "best_checkpoint": (os.path.join(self.run.checkpoints, "best.ckpt")
                                 if best is not None and cfg.checkpoint.keep_best else None),
-            "run_dir": self.run.path,
+            "run_dir": self.run.path, "peak_rss_mb": peak_rss_mb(),
         }
 
 

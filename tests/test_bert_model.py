@@ -120,19 +120,25 @@ def test_backbone_checkpoint_and_defaults(tmp_path):
     _close(pooled.asnumpy(), ref.pooler_output.numpy())
 
 
+def _head_logits(name: str, num_classes: int, folder, reference) -> tuple:
+    """(logits of zoo model ``name`` imported from ``folder``, the transformers ``reference``'s logits)."""
+    ids, mask, types = _inputs()
+    with torch.no_grad():
+        ref = reference(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+                        token_type_ids=torch.tensor(types)).logits.numpy()
+    net = ms_suite.create_model(name, num_classes=num_classes, pretrained=folder)
+    net.set_train(False)
+    return net(*[ms.Tensor(a, ms.int32) for a in (ids, mask, types)]).asnumpy(), ref
+
+
 def test_sequence_classification_matches_and_new_head_is_logged(tmp_path, caplog):
     torch.manual_seed(2)
     config = _hf_config("tiny")
     config.num_labels = 3
     model = transformers.BertForSequenceClassification(config).eval()
     folder = _save(model, tmp_path / "cls", "bin")
-    ids, mask, types = _inputs()
-    with torch.no_grad():
-        ref = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
-                    token_type_ids=torch.tensor(types)).logits.numpy()
-    net = ms_suite.create_model("bert_cls", num_classes=3, pretrained=folder)
-    net.set_train(False)
-    _close(net(*[ms.Tensor(a, ms.int32) for a in (ids, mask, types)]).asnumpy(), ref)
+    got, ref = _head_logits("bert_cls", 3, folder, model)
+    _close(got, ref)
     with caplog.at_level(logging.WARNING, logger="ms_suite"):
         other = ms_suite.create_model("bert_cls", num_classes=5, pretrained=folder)
     assert other.classifier.weight.shape == (5, 32)
@@ -148,13 +154,7 @@ def test_token_classification_matches_transformers(tmp_path):
     with torch.no_grad():
         model.classifier.bias.add_(torch.randn_like(model.classifier.bias))
     folder = _save(model, tmp_path / "tok", "safetensors")
-    ids, mask, types = _inputs()
-    with torch.no_grad():
-        ref = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
-                    token_type_ids=torch.tensor(types)).logits.numpy()
-    net = ms_suite.create_model("bert_token_cls", num_classes=5, pretrained=folder)
-    net.set_train(False)
-    got = net(*[ms.Tensor(a, ms.int32) for a in (ids, mask, types)]).asnumpy()
+    got, ref = _head_logits("bert_token_cls", 5, folder, model)
     assert got.shape == ref.shape == (3, 12, 5)
     _close(got, ref)
 

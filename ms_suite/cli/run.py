@@ -108,9 +108,11 @@ def _prepare(args: argparse.Namespace):
     from ms_suite.engine.model_config import build_model_from_checkpoint
     from ms_suite.models.weights import read_checkpoint
     from ms_suite.runtime import init_runtime
+    from ms_suite.runtime.auto_parallel import check_single_device_build
 
     cfg = load_config(args.config, args.overrides)
-    params, meta = read_checkpoint(args.checkpoint)  # first: a bad file is then the command's only output
+    check_single_device_build(cfg.parallel)  # a sliced recipe needs merged weights, whatever the file
+    params, meta = read_checkpoint(args.checkpoint)  # before any log line: a bad file is the only output
     init_runtime(cfg.runtime, cfg.train.seed)
     task, net, info = build_model_from_checkpoint(cfg, args.checkpoint, params, meta)
     return cfg, task, net, info

@@ -33,7 +33,7 @@ demo: setup
 	$(VENV)/bin/ms-suite train -c configs/quickstart.yaml
 
 test: setup
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MS_SUITE_INSIGHT_BIN="$(CURDIR)/$(INSIGHT_VENV)/bin" $(PY) -m pytest -q tests
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MS_SUITE_INSIGHT_BIN="$(CURDIR)/$(INSIGHT_VENV)/bin" $(PY) -m pytest -q --durations=15 tests
 
 test-fast: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MS_SUITE_INSIGHT_BIN="$(CURDIR)/$(INSIGHT_VENV)/bin" $(PY) -m pytest -q -m "not slow" tests

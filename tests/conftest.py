@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny digits recipe and helpers to run the CLI as a user would."""
+import json
 import os
 import subprocess
 import sys
@@ -8,6 +9,9 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A small, fast variant of the quickstart: narrow ResNet-18, one epoch.
 TINY = ["model.kwargs.base_width=8", "train.epochs=1", "train.batch_size=64", "eval.batch_size=128"]
+WIDTH = ["model.kwargs.base_width=8"]
+FLOAT_EPOCHS = 8  # the quickstart recipe as it is, at width 8
+FLOAT_FLOOR = 93.0  # the shared float model must have learned before anything is compared with it
 
 
 def cli(*args: str, check: bool = True, timeout: float = 600, env: dict = None) -> subprocess.CompletedProcess:
@@ -45,7 +49,19 @@ def tiny_run(tmp_path_factory, cache_env):
 
 
 def pytest_collection_modifyitems(items):
-    """A test that uses the trained ``tiny_run`` is end-to-end: it is marked ``slow`` like those marked by hand."""
+    """A test that uses a trained run (``tiny_run``, ``float_model``) is end-to-end: it is marked ``slow``
+    like those marked by hand."""
     for item in items:
-        if "tiny_run" in getattr(item, "fixturenames", ()):
+        if {"tiny_run", "float_model"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def float_model(tmp_path_factory, cache_env):
+    """The float model every compression test starts from: (checkpoint, its eval top-1)."""
+    out = tmp_path_factory.mktemp("float") / "run"
+    cli("train", "-c", "configs/quickstart.yaml", "--output-dir", str(out), "--set", *WIDTH,
+        f"train.epochs={FLOAT_EPOCHS}")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metrics"]["top1"] >= FLOAT_FLOOR and summary["peak_rss_mb"] > 100
+    return str(out / "checkpoints" / "best.ckpt"), summary["best_metric"]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
-from conftest import ROOT, cli
+from conftest import FLOAT_FLOOR, ROOT, WIDTH, cli
 from ms_suite.cli.main import main
 from ms_suite.compression import REPORT_NAME, compress, use_pretrained
 from ms_suite.compression.base import build_algorithm
@@ -29,9 +29,6 @@ from ms_suite.models.registry import create_model
 from ms_suite.runtime.memory import peak_rss_mb
 
 QUICKSTART = os.path.join(ROOT, "configs", "quickstart.yaml")
-WIDTH = ["model.kwargs.base_width=8"]
-FLOAT_EPOCHS = 8  # the quickstart recipe as it is, at width 8
-FLOAT_FLOOR = 93.0  # the shared float model must have learned before anything is compared with it
 # Compression runs fine-tune the width-8 model briefly (batch 64); each test sets its epochs.
 TINY = [*WIDTH, "train.epochs=1", "train.batch_size=64", "eval.batch_size=128"]
 # SLB: soft weights for epochs 1-2 (temperature rising in 2), one-hot in 3 so BatchNorm adapts to them.
@@ -42,17 +39,6 @@ DISTILL_EPOCHS = 12  # the width-6 student starts from scratch
 
 def recipe(name: str) -> str:
     return os.path.join(ROOT, "configs", "compress", f"resnet18_digits_{name}.yaml")
-
-
-@pytest.fixture(scope="session")
-def float_model(tmp_path_factory, cache_env):
-    """The float model every compression test starts from: (checkpoint, its eval top-1)."""
-    out = tmp_path_factory.mktemp("float") / "run"
-    cli("train", "-c", "configs/quickstart.yaml", "--output-dir", str(out), "--set", *WIDTH,
-        f"train.epochs={FLOAT_EPOCHS}")
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["metrics"]["top1"] >= FLOAT_FLOOR and summary["peak_rss_mb"] > 100
-    return str(out / "checkpoints" / "best.ckpt"), summary["best_metric"]
 
 
 @pytest.fixture(scope="session")

@@ -9,16 +9,17 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import TINY, cli
+from conftest import FLOAT_FLOOR, TINY, cli
 from ms_suite.compression import REPORT_NAME
 from ms_suite.deploy.int8 import Range
 
 
 @pytest.fixture(scope="module")
-def simqat_run(tiny_run, tmp_path_factory):
+def simqat_run(float_model, tmp_path_factory):
+    """SimQAT from the shared float model that learned (>= FLOAT_FLOOR), one fine-tuning epoch."""
     out = tmp_path_factory.mktemp("deploy_compress") / "simqat"
-    cli("compress", "-c", "configs/compress/resnet18_digits_simqat.yaml", "--pretrained",
-        str(tiny_run[0] / "checkpoints" / "best.ckpt"), "--output-dir", str(out), "--set", *TINY)
+    cli("compress", "-c", "configs/compress/resnet18_digits_simqat.yaml", "--pretrained", float_model[0],
+        "--output-dir", str(out), "--set", *TINY)
     return out, json.loads((out / REPORT_NAME).read_text())
 
 
@@ -31,12 +32,12 @@ def test_simqat_int8_onnx_is_smaller_and_accurate(simqat_run):
     # Accuracy of the files over the whole eval split, from ONNX Runtime.
     assert after["metrics"]["samples"] == before["metrics"]["samples"] == 360
     assert before["metrics"]["top1"] == pytest.approx(before["network_metrics"]["top1"], abs=0.3)  # fp32 file
-    # The tiny model is trained further by the QAT fine-tuning (it starts near 20%; chance: 10).
-    assert after["metrics"]["top1"] >= 50
-    # The INT8 file computes what the fake-quant network computes.
-    # (The tiny model's logits are close together: a requantization step landing on the other side
-    # of a rounding boundary can flip a few of its predictions; the full model agrees on all, see
-    # docs/results/deploy.md.)
+    # The INT8 file of a model that learned keeps its accuracy (one image is 0.28 points).
+    assert before["metrics"]["top1"] >= FLOAT_FLOOR
+    assert after["metrics"]["top1"] >= before["metrics"]["top1"] - 2.0
+    # The INT8 file computes what the fake-quant network computes (a requantization step landing on
+    # the other side of a rounding boundary can flip a prediction; the full model agrees on all, see
+    # docs/results/deploy.md).
     assert abs(after["metrics"]["top1"] - after["network_metrics"]["top1"]) <= 3
     manifest = json.loads((out / "compressed_int8.onnx.json").read_text())
     assert manifest["within_tolerance"] and all(p["top1_agreement"] >= 95 for p in manifest["parity"])

@@ -24,6 +24,12 @@ RECIPE = "configs/quickstart.yaml"
 FAULTS = ["model.kwargs.base_width=8", "train.epochs=2", "train.batch_size=64", "eval.batch_size=128",
           "eval.every_epochs=0", "checkpoint.every_n_steps=3"]
 KILL_AT_STEP = 7  # epoch 1, after the step-6 checkpoint
+
+
+def _parked_at(rank: int, step: int) -> dict:
+    """Test-mode environment that holds ``rank`` after ``step`` (once per run directory), so a kill
+    lands at that step however fast the steps run."""
+    return {TEST_MODE_ENV: "1", HANG_ENV: f"{rank}:{step}"}
 HANG_AT_STEP = 14  # epoch 2, after the step-12 checkpoint
 
 
@@ -313,14 +319,14 @@ def uninterrupted(tmp_path_factory, cache_env):
 @pytest.mark.slow
 def test_sigkilled_rank_with_max_restarts_finishes_with_the_uninterrupted_weights(tmp_path, uninterrupted):
     out = tmp_path / "killed"
-    job = _launch(out, "--max-restarts", "1")
+    job = _launch(out, "--max-restarts", "1", env=_parked_at(1, KILL_AT_STEP))
     _kill_rank_at(out, 1, KILL_AT_STEP, job)
     code, stdout, stderr = _finish(job)
     assert code == 0, stderr[-3000:]
     assert "error: rank 1 failed (killed by SIGKILL)" in stderr and "restart 1 of 1: relaunching all ranks" in stderr
     (record,) = restarts(out)
     assert record["action"] == "restart" and record["rank"] == 1 and record["exit_code"] == -signal.SIGKILL
-    assert record["resumed_step"] % 3 == 0 and 0 < record["resumed_step"] <= record["last_step"] < 22
+    assert (record["resumed_step"], record["last_step"]) == (6, KILL_AT_STEP)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["restarts"] == 1 and summary["steps_lost"] == record["last_step"] - record["resumed_step"]
     assert summary["steps"] == 22 and summary["replicas_in_sync"] is True
@@ -331,7 +337,7 @@ def test_sigkilled_rank_with_max_restarts_finishes_with_the_uninterrupted_weight
 @pytest.mark.slow
 def test_without_max_restarts_the_job_stops_naming_the_rank_and_resumes_by_hand(tmp_path, uninterrupted):
     out = tmp_path / "by_hand"
-    job = _launch(out)
+    job = _launch(out, env=_parked_at(0, KILL_AT_STEP))
     _kill_rank_at(out, 0, KILL_AT_STEP, job)
     code, stdout, stderr = _finish(job)
     assert code == 1 and "error: rank 0 failed (killed by SIGKILL); stopped all ranks of this node." in stderr

@@ -67,8 +67,9 @@ def test_export_needs_neither_data_nor_the_pretrained_folder(odd_run, tmp_path):
             "--set", "data.path=nowhere", "data.vocab=nowhere", "data.seq_len=16")
     # Sizing the network needs no data; verifying the file runs eval samples, so without data it is skipped.
     refused = cli(*args, check=False)
-    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
-    assert "data.path 'nowhere'" in refused.stderr and "--no-verify" in refused.stderr
+    error = refused.stderr.strip().splitlines()[-1]
+    assert refused.returncode == 2 and error.startswith("error: verification runs eval samples"), refused.stderr
+    assert "data.path 'nowhere'" in error and "--no-verify" in error and refused.stderr.count("error:") == 1
     cli(*args, "--no-verify")
     ids = np.random.default_rng(0).integers(5, len(vocab_words()), (1, 16)).astype(np.int32)
     inputs = (ids, np.ones_like(ids), np.zeros_like(ids))

@@ -166,6 +166,7 @@ class Heartbeat(Callback):
         if time.monotonic() - self.last >= self.every_s:
             self._beat(state)
         if self.path and self.hang_at == (state.trainer.dist.rank, state.step):
+            self._beat(state)  # the step it stopped after is the last progress it reported
             _hang_once(os.path.dirname(self.path))
 
     def on_epoch_end(self, state: TrainState) -> None:

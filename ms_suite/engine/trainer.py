@@ -210,9 +210,11 @@ class Trainer:
     def _adopt_resume_model_config(self) -> None:
         """--resume builds the network its checkpoint stores (not the recipe's pretrained folder)."""
         path = self.resume
-        if path == "auto":
-            path = next(iter(step_checkpoints(self.run.checkpoints)), None)
-        saved = saved_model_config(path) if path else None
+        if self._named_resume is not None:  # already read in full: its metadata is at hand
+            saved = self._named_resume[1].get(META_FIELD)
+        else:
+            path = next(iter(step_checkpoints(self.run.checkpoints)), None) if path == "auto" else None
+            saved = saved_model_config(path) if path else None
         if saved is not None:
             adopt_model_config(self.cfg, saved, path)
 

@@ -38,7 +38,7 @@ def add_arguments(parser) -> None:
 def make_run(step: Callable[[], object], cell, every: int, steps: int, mode: str, folder: str,
              inside_save: List[float]) -> Callable[[], float]:
     """A round of ``steps`` steps saving every ``every`` (mode none/sync/async); returns s per step."""
-    from ms_suite.engine.checkpoint import CheckpointManager
+    from ms_suite.checkpoint import CheckpointManager
 
     def run() -> float:
         manager = None if mode == "none" else CheckpointManager(os.path.join(folder, mode), keep_last=2,

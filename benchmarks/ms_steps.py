@@ -70,7 +70,7 @@ def forward_flops(net, task: str, shape: Tuple[int, ...]) -> int:
 def build(cfg, task_name: str, shape: Tuple[int, ...], num_classes: int, total_steps: int):
     """(model, train step) as ``Trainer._setup`` builds them, without a dataset."""
     from ms_suite.data import DatasetInfo
-    from ms_suite.engine.lr import build_lr_schedule
+    from ms_suite.engine.optim import build_lr_schedule
     from ms_suite.engine.optim import build_optimizer
     from ms_suite.engine.tasks import get_task
     from ms_suite.engine.train_step import TrainStep

@@ -98,7 +98,7 @@ def callbacks_cost_us(callbacks) -> float:
 
 def summary_callback():
     from ms_suite.config.schema import SummaryConfig
-    from ms_suite.profiling import SummaryCallback
+    from ms_suite.engine.callbacks import SummaryCallback
 
     callback = SummaryCallback(SummaryConfig(enabled=True, every_n_steps=10))
     callback.graph_written = True  # the stub trainer has no compiled graph
@@ -134,7 +134,7 @@ def summaryrecord_idle_cpu_share(seconds: float = 3.0) -> float:
 
 
 def main() -> None:
-    from ms_suite.profiling import MetricsLog, MfuReport
+    from ms_suite.engine.callbacks import MetricsLog, MfuReport
 
     args = parse_args(__doc__)
     load = LoadWatch()

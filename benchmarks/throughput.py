@@ -52,7 +52,7 @@ def measure(row: Row, quick: bool) -> dict:
 
 def main() -> None:
     args = parse_args(__doc__)
-    from ms_suite.profiling.mfu import cpu_peak
+    from ms_suite.engine.callbacks.mfu import cpu_peak
 
     peak = cpu_peak()
     rows = [r for i, r in enumerate(ROWS) if not args.quick or i in QUICK_ROWS]

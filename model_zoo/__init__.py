@@ -1,3 +1,3 @@
-"""Model zoo: importing this package registers every model family."""
-from model_zoo import resnet  # noqa: F401
-from model_zoo import bert  # noqa: F401
+"""The model zoo: one file or folder per family, each registering its models with
+``@register_model`` (:mod:`ms_suite.models.registry`). :data:`ms_suite.registry.MODELS` imports every
+family here on its first lookup, so a new family is a new file and nothing else."""

@@ -2,17 +2,22 @@
 
 Parameter names map 1:1 to torchvision's (``layer1.0.conv1.weight``; BatchNorm ``weight``/``bias``/
 ``running_mean``/``running_var`` become ``gamma``/``beta``/``moving_mean``/``moving_variance``),
-so :func:`ms_suite.models.weights.convert_torchvision_resnet` is a rename.
+so :func:`convert_torchvision_resnet` (``ms-suite convert-weights --from torchvision``) is a rename.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Type, Union
+from typing import Dict, Optional, Sequence, Type, Union
 
+import mindspore as ms
+import numpy as np
 from mindspore import nn
 from mindspore.common.initializer import HeNormal, HeUniform, Uniform
 
-from ms_suite.models.registry import register_model
+from ms_suite.errors import UserError
+from ms_suite.models.registry import create_model, register_model
+from ms_suite.models.weights import SHOWN, read_torch_state
+from ms_suite.registry import CONVERTERS
 
 _TORCHVISION = "% top-1 ImageNet (torchvision IMAGENET1K_V1)"
 _KUANGLIU = "% top-1 CIFAR-10 (kuangliu/pytorch-cifar README)"
@@ -193,3 +198,51 @@ def resnet101_cifar(num_classes: int = 10, in_chans: int = 3, zero_init_residual
 def resnet152_cifar(num_classes: int = 10, in_chans: int = 3, zero_init_residual: bool = False,
                     base_width: int = 64) -> ResNet:
     return ResNet(Bottleneck, (3, 8, 36, 3), "cifar", num_classes, in_chans, zero_init_residual, base_width)
+
+
+# --------------------------------------------------------------------------- conversion from torchvision
+
+_BN_RENAMES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
+
+
+@CONVERTERS.register("torchvision")
+def convert_torchvision_resnet(src: str, dst: str, arch: Optional[str]) -> dict:
+    """Convert a torchvision ResNet state dict (``.pth``/``.pt``/``.safetensors``) to a MindSpore ``.ckpt``.
+
+    Every tensor is checked by name and shape against ``create_model(arch)`` before ``dst`` is
+    written. Returns ``{"num_params", "num_classes", "arch"}`` (trainable parameter count).
+    """
+    if not arch:
+        raise UserError("--from torchvision needs --arch, e.g. --arch resnet50")
+    state = read_torch_state(src)
+    if "fc.weight" not in state:
+        raise UserError(f"{src} has no 'fc.weight'; expected a torchvision ResNet state dict")
+    num_classes = int(state["fc.weight"].shape[0])
+    net = create_model(arch, num_classes=num_classes)
+    own = {name: tuple(p.shape) for name, p in net.parameters_dict().items()}
+    hint = f"is {arch!r} the right architecture?"
+    entries = []
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        name = _ms_name(key, own)
+        if name not in own:
+            raise UserError(f"{src}: tensor {key!r} has no counterpart in {arch}; {hint}")
+        if tuple(value.shape) != own[name]:
+            raise UserError(f"{src}: tensor {key!r} has shape {tuple(value.shape)} but {arch} expects "
+                            f"{own[name]}; {hint}")
+        entries.append({"name": name, "data": ms.Tensor(value.astype(np.float32))})
+    missing = sorted(set(own) - {e["name"] for e in entries})
+    if missing:
+        raise UserError(f"{src} lacks {len(missing)} tensors {arch} needs, e.g. {missing[:SHOWN]}; {hint}")
+    ms.save_checkpoint(entries, dst)
+    num_params = sum(p.size for p in net.trainable_params())
+    return {"num_params": int(num_params), "num_classes": num_classes, "arch": arch}
+
+
+def _ms_name(key: str, own: Dict[str, tuple]) -> str:
+    """torchvision name -> MindSpore name; BatchNorm tensors are renamed when the model says so."""
+    prefix, _, leaf = key.rpartition(".")
+    renamed = f"{prefix}.{_BN_RENAMES.get(leaf, leaf)}"
+    return renamed if renamed in own else key
+

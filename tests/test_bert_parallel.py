@@ -68,7 +68,7 @@ def test_large_recipe_on_cpu_is_a_one_line_error(tmp_path):
 
 def test_bert_layout_sets_strategies_stages_and_recompute():
     from model_zoo.bert import backbone, pipeline_parts, shard_bert
-    from ms_suite.engine.bert_tasks import PretrainingLoss
+    from ms_suite.engine.tasks.bert import PretrainingLoss
 
     net = ms_suite.create_model("bert_tiny_pretraining", vocab_size=50, num_hidden_layers=4)
     cfg = _semi(data_parallel=2, model_parallel=2, pipeline_stage=2, micro_batch_num=2, recompute=True)
@@ -90,7 +90,7 @@ def test_semi_auto_layout_checks_then_lays_out_the_model(monkeypatch):
     import mindspore as ms
     import mindspore.communication as comm
 
-    from ms_suite.engine.bert_tasks import _layout
+    from ms_suite.engine.tasks.bert import _layout
 
     cfg = load_config(os.path.join(ROOT, "configs/bert/bert_large_pretrain.yaml"))  # data 1 x model 4 x pipe 2
     monkeypatch.setattr(ms, "get_context", lambda key: "Ascend")

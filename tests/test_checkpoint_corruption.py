@@ -10,9 +10,9 @@ import pytest
 from mindspore import nn
 
 from conftest import cli
-from ms_suite.engine.checkpoint import atomic_save, latest_valid
+from ms_suite.checkpoint import atomic_save, latest_valid
 from ms_suite.errors import UserError
-from ms_suite.models.weights import read_checkpoint
+from ms_suite.checkpoint import read_checkpoint
 
 KINDS = ["bit_flip", "truncated", "empty"]
 

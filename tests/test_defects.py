@@ -12,7 +12,7 @@ QUICKSTART = "configs/quickstart.yaml"
 
 
 def _meta(path):
-    from ms_suite.models.weights import read_checkpoint
+    from ms_suite.checkpoint import read_checkpoint
 
     return read_checkpoint(path)[1]
 

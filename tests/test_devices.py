@@ -89,7 +89,7 @@ def test_unipruner_saves_under_this_process_rank(tmp_path, monkeypatch, inited, 
 def test_gpu_profile_files_beside_the_ascend_ms_folder_reach_mindinsight(tmp_path):
     """MindSpore 2.7.2's GPU profiler writes its gpu_* files into the handler folder itself (rank_<r>/),
     not into the <host>_<pid>_<time>_ascend_ms folder it also creates there."""
-    from ms_suite.profiling.profile_window import layout_for_mindinsight, profile_files
+    from ms_suite.engine.callbacks.profile_window import layout_for_mindinsight, profile_files
 
     raw = tmp_path / "profiler" / "rank_2"
     old, new = raw / "h_1_20260101000000000_ascend_ms", raw / "h_2_20260102000000000_ascend_ms"
@@ -112,7 +112,7 @@ def test_logged_lr_follows_the_optimizer_position_after_skipped_overflow_steps(t
     logged LR is the one the optimizer applied, i.e. the schedule at the position a checkpoint resumes from."""
     from ms_suite.engine.callbacks import Callback
     from ms_suite.engine.trainer import Trainer
-    from ms_suite.models.weights import read_checkpoint
+    from ms_suite.checkpoint import read_checkpoint
 
     class Record(Callback):
         rows = []

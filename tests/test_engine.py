@@ -9,7 +9,7 @@ from mindspore import Tensor, nn
 
 from conftest import cli
 from ms_suite.config.schema import TrainConfig
-from ms_suite.engine.lr import build_lr_schedule
+from ms_suite.engine.optim import build_lr_schedule
 from ms_suite.engine.optim import build_optimizer
 from ms_suite.engine.train_step import EmaUpdate, TrainStep
 
@@ -159,7 +159,7 @@ def test_lamb_trains(tmp_path, cache_env):
 
 
 def test_standard_ops_lamb_matches_the_paper_update():
-    from ms_suite.engine.optim import StandardOpsLamb
+    from ms_suite.engine.optim.lamb import StandardOpsLamb
 
     net = nn.Dense(3, 2, has_bias=False)
     w0 = net.weight.asnumpy().copy()

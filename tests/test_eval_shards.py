@@ -8,7 +8,7 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, top_k_accuracy_s
 from conftest import ROOT, TINY
 from ms_suite.data.datasets import eval_shard
 from ms_suite.data.text import IGNORE_LABEL
-from ms_suite.engine.bert_tasks import classifier_metrics
+from ms_suite.engine.tasks.bert import classifier_metrics
 from ms_suite.engine.evaluate import classification_metrics, join_samples, sample_scores
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from ms_suite.engine.callbacks import HANG_ENV, TEST_MODE_ENV, heartbeat_path
+from ms_suite.engine.callbacks.heartbeat import HANG_ENV, TEST_MODE_ENV, heartbeat_path
 from ms_suite.launch.commands import Process
 from ms_suite.launch.supervisor import RankLog, RestartPolicy, Supervisor
 from ms_suite.launch.worker import MARK, read_markers
@@ -134,7 +134,7 @@ def _disk_full_after(monkeypatch, written_bytes: int):
 
 @pytest.mark.parametrize("async_save", [False, True])
 def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch, async_save):
-    from ms_suite.engine.checkpoint import CheckpointManager, CheckpointWriteError, read_checkpoint
+    from ms_suite.checkpoint import CheckpointManager, CheckpointWriteError, read_checkpoint
 
     net = _Net.build()
     manager = CheckpointManager(str(tmp_path), keep_last=1, async_save=async_save)
@@ -155,7 +155,7 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch, asy
 def test_async_save_writes_the_values_of_the_step_it_was_called_at(tmp_path):
     from mindspore import Tensor
 
-    from ms_suite.engine.checkpoint import CheckpointManager, read_checkpoint
+    from ms_suite.checkpoint import CheckpointManager, read_checkpoint
 
     net = _Net.build()
     at_save = net.weight.asnumpy().copy()
@@ -167,7 +167,7 @@ def test_async_save_writes_the_values_of_the_step_it_was_called_at(tmp_path):
 
 
 def test_keep_last_never_removes_the_newest_step_every_rank_saved(tmp_path):
-    from ms_suite.engine.checkpoint import CheckpointManager, common_steps, resume_point
+    from ms_suite.checkpoint import CheckpointManager, common_steps, resume_point
 
     net = _Net.build()
     rank0 = CheckpointManager(str(tmp_path / "rank_0"), keep_last=1)
@@ -184,7 +184,7 @@ def test_keep_last_never_removes_the_newest_step_every_rank_saved(tmp_path):
 
 
 def test_resume_point_skips_a_step_that_a_rank_cannot_load(tmp_path):
-    from ms_suite.engine.checkpoint import CheckpointManager, resume_point
+    from ms_suite.checkpoint import CheckpointManager, resume_point
 
     net = _Net.build()
     for rank in (0, 1):
@@ -203,7 +203,7 @@ def test_a_full_disk_during_training_is_one_line_and_keeps_earlier_checkpoints(t
     import mindspore as ms
 
     from ms_suite.cli.main import main
-    from ms_suite.engine.checkpoint import read_checkpoint
+    from ms_suite.checkpoint import read_checkpoint
 
     real_save, calls = ms.save_checkpoint, []
 
@@ -228,7 +228,7 @@ def test_a_full_disk_during_training_is_one_line_and_keeps_earlier_checkpoints(t
 @pytest.mark.slow
 def test_a_run_with_async_save_writes_the_checkpoints_a_synchronous_run_writes(tmp_path, cache_env):
     from conftest import cli
-    from ms_suite.engine.checkpoint import read_checkpoint
+    from ms_suite.checkpoint import read_checkpoint
 
     tiny = ["model.kwargs.base_width=8", "train.epochs=1", "train.batch_size=64", "eval.every_epochs=0",
             "checkpoint.every_n_steps=4", "checkpoint.keep_last=5"]
@@ -292,7 +292,7 @@ def _beat(out, rank):
 
 def _final_weights(run_dir) -> dict:
     """Every tensor of the run's final checkpoint (rank 0's): weights, BN statistics, optimizer state."""
-    from ms_suite.engine.checkpoint import read_checkpoint
+    from ms_suite.checkpoint import read_checkpoint
 
     summary = json.loads((run_dir / "summary.json").read_text())
     params, _ = read_checkpoint(summary["final_checkpoint"])

@@ -84,7 +84,7 @@ def _trainable(run_dir):
     """Trainable parameters of a run's final checkpoint (BN moving statistics excluded)."""
     from ms_suite.config import load_config
     from ms_suite.data import dataset_info
-    from ms_suite.engine.checkpoint import read_checkpoint
+    from ms_suite.checkpoint import read_checkpoint
     from ms_suite.engine.tasks import get_task
     from ms_suite.models import model_info
 
@@ -212,7 +212,7 @@ def test_print_cmd_msrun_two_nodes_of_eight():
         assert words[2:12] == ["--worker_num=16", "--local_worker_num=8", "--master_addr=10.0.0.1",
                                "--master_port=8118", f"--node_rank={node}", "--log_dir=/shared/r50/logs",
                                "--join=True", f"--tail_worker_log={8 * node}", "--bind_core=True", "python"]
-        assert words[12:] == ["-m", "ms_suite.launch.worker", "train", "-c", RECIPE, "--output-dir", "/shared/r50",
+        assert words[12:] == ["-m", "ms_suite.cli.worker", "train", "-c", RECIPE, "--output-dir", "/shared/r50",
                               "--set", "train.epochs=90", "parallel.mode=data_parallel", "runtime.device=Ascend"]
 
 
@@ -230,7 +230,7 @@ def test_print_cmd_rank_table_two_nodes_of_eight(tmp_path):
     for device, line in enumerate(lines[:-1]):
         rank = 8 + device
         assert line == (f"RANK_TABLE_FILE={table} RANK_SIZE=16 RANK_ID={rank} DEVICE_ID={device} {sys.executable} "
-                        f"-m ms_suite.launch.worker train -c {RECIPE} --output-dir /shared/r50 --set "
+                        f"-m ms_suite.cli.worker train -c {RECIPE} --output-dir /shared/r50 --set "
                         f"parallel.mode=data_parallel runtime.device=Ascend > /shared/r50/logs/worker_{rank}.log "
                         "2>&1 &")
 

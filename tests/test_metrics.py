@@ -7,7 +7,7 @@ import pytest
 from mindspore import nn
 from sklearn.metrics import accuracy_score, f1_score, log_loss, top_k_accuracy_score
 
-from ms_suite.engine.bert_tasks import classification_scores
+from ms_suite.engine.tasks.bert import classification_scores
 from ms_suite.engine.evaluate import classification_metrics, sample_scores
 from ms_suite.engine.tasks import get_task
 

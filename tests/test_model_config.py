@@ -58,7 +58,7 @@ def test_eval_with_the_run_config_rebuilds_the_trained_shape(odd_run):
 def test_export_needs_neither_data_nor_the_pretrained_folder(odd_run, tmp_path):
     """The recipe's defaults (bert_tiny_cls, data/text_cls) are overridden by the checkpoint's own config."""
     from model_zoo.bert import BertConfig, BertForSequenceClassification
-    from ms_suite.models.weights import model_weights, read_checkpoint
+    from ms_suite.checkpoint import model_weights, read_checkpoint
 
     run, _ = odd_run
     best = str(run / "checkpoints" / "best.ckpt")

@@ -12,10 +12,10 @@ from mindspore import Tensor, nn
 from conftest import ROOT
 from ms_suite.config import load_config
 from ms_suite.config.schema import ParallelConfig, TrainConfig
-from ms_suite.engine.checkpoint import atomic_save, merge_slices, own_slice, rank_dir
+from ms_suite.checkpoint import atomic_save, merge_slices, own_slice, rank_dir
 from ms_suite.engine.train_step import TrainStep
 from ms_suite.errors import UserError
-from ms_suite.models.weights import read_checkpoint
+from ms_suite.checkpoint import read_checkpoint
 from ms_suite.runtime import distributed
 from ms_suite.runtime.auto_parallel import check_trainer_support, context_kwargs
 from ms_suite.runtime.distributed import DistInfo, agree_on_step, last_stage_loss

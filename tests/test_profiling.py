@@ -8,9 +8,9 @@ import pytest
 from conftest import TINY, cli
 from ms_suite.config.schema import ProfileConfig
 from ms_suite.errors import UserError
-from ms_suite.profiling import cpu_peak, read_metrics, resolve_peak
-from ms_suite.profiling.mfu import lookup_peak, training_flops_per_sample
-from ms_suite.profiling.profile_window import check_window, plan_window
+from ms_suite.engine.callbacks import cpu_peak, read_metrics, resolve_peak
+from ms_suite.engine.callbacks.mfu import lookup_peak, training_flops_per_sample
+from ms_suite.engine.callbacks.profile_window import check_window, plan_window
 
 
 @pytest.mark.slow

@@ -71,7 +71,7 @@ def test_sigkill_inside_an_accumulation_window_then_resume_auto_matches_uninterr
 
 def test_more_epochs_extend_a_finished_run_with_the_longer_schedule(tmp_path, cache_env):
     from ms_suite.config import load_config
-    from ms_suite.engine.lr import build_lr_schedule
+    from ms_suite.engine.optim import build_lr_schedule
 
     run = tmp_path / "run"
     short = ["model.kwargs.base_width=8", "train.batch_size=64", "eval.every_epochs=0", "train.log_every_steps=1"]

@@ -11,7 +11,8 @@ from safetensors.numpy import save_file
 
 from ms_suite.errors import UserError
 from ms_suite.models.registry import create_model
-from ms_suite.models.weights import convert_torchvision_resnet, load_pretrained
+from model_zoo.resnet import convert_torchvision_resnet
+from ms_suite.models.weights import load_pretrained
 from torch_reference import torch_resnet
 
 NUM_CLASSES = 10

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from ms_suite.cli.table import format_table
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("compare", help="compare compression runs on their deployed files (top-1, MB, "
@@ -17,17 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ms_suite.cli.table import format_table
-    from ms_suite.compression.compare import (TABLE_HEADERS, measure_latency, plot, read_variants, table_rows,
-                                              write_json)
-    from ms_suite.errors import UserError
+    from ms_suite import api
 
-    if args.threads < 1 or args.repeats < 1:
-        raise UserError("--threads and --repeats take a positive number")
-    variants = read_variants(args.runs)
-    measure_latency(variants, args.threads, args.repeats)
-    print(format_table(TABLE_HEADERS, table_rows(variants)))
-    print(f"latency: ONNX Runtime {args.threads} thread(s), median of {args.repeats} runs; random inputs")
-    print(f"plot: {plot(variants, args.plot, args.threads)}")
-    print(f"table: {write_json(variants, os.path.splitext(args.plot)[0] + '.json', args.threads)}")
+    result = api.compare(args.runs, args.threads, args.repeats, args.plot)
+    print(format_table(result["headers"], result["rows"]))
+    print(f"latency: ONNX Runtime {result['threads']} thread(s), median of {result['repeats']} runs; random inputs")
+    print(f"plot: {result['plot']}")
+    print(f"table: {result['table']}")
     return 0

@@ -4,9 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from ms_suite.cli.run import add_recipe_args, run_callbacks
+from ms_suite.cli.run import add_recipe_args
 from ms_suite.cli.table import format_table
-from ms_suite.config import load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,14 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from ms_suite.compression import REPORT_NAME, compress, use_pretrained
+    from ms_suite import api
+    from ms_suite.compression import REPORT_NAME
     from ms_suite.compression.report import layer_rows, summary_rows
-    from ms_suite.engine.rundir import default_output_dir
 
-    cfg = load_config(args.config, args.overrides)
-    if args.pretrained:
-        use_pretrained(cfg, args.pretrained)
-    report = compress(cfg, args.output_dir or default_output_dir(args.config), callbacks=run_callbacks(cfg))
+    report = api.compress(args.config, args.output_dir, args.pretrained, overrides=args.overrides)
     print(format_table([report["algorithm"], "before", "after", "change"], summary_rows(report)))
     headers, rows = layer_rows(report)
     if rows:

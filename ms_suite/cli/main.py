@@ -9,7 +9,7 @@ import signal
 import sys
 from typing import Iterator, List, Optional
 
-from ms_suite import __version__
+from ms_suite.version import __version__
 from ms_suite.engine.interrupt import hold_stop_signals, release_stop_signals
 from ms_suite.errors import UserError, first_line
 

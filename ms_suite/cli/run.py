@@ -7,7 +7,6 @@ import os
 from typing import Any, Dict
 
 from ms_suite.cli.table import format_mapping
-from ms_suite.config import Config, load_config
 
 log = logging.getLogger("ms_suite")
 
@@ -58,7 +57,7 @@ def summary_rows(summary: Dict[str, Any]) -> list:
 
 
 def _throughput_rows(summary: Dict[str, Any]) -> list:
-    """The step split and MFU that :func:`run_callbacks` adds to every run's summary."""
+    """The step split and MFU every run adds to its summary."""
     rows = []
     if summary.get("step_data_ms") is not None:  # None: no step after the compiling one was timed
         rows.append(("step ms (data + compute)", f"{summary['step_data_ms']:.2f} + {summary['step_compute_ms']:.2f}"))
@@ -73,57 +72,20 @@ def _throughput_rows(summary: Dict[str, Any]) -> list:
     return rows
 
 
-def run_callbacks(cfg: Config) -> list:
-    """The callbacks a recipe asks for, for every command that trains (train, tune, compress):
-    metrics.jsonl, MFU/step split in summary.json and (distributed) the heartbeat always; MindInsight
-    summaries and a profiler window when ``summary.enabled`` / ``profile.enabled``."""
-    from ms_suite.engine.callbacks import Heartbeat
-    from ms_suite.profiling import MetricsLog, MfuReport, ProfileWindow, SummaryCallback
-
-    callbacks = [MetricsLog(cfg.train.log_every_steps), MfuReport(cfg.runtime.peak_tflops), Heartbeat()]
-    if cfg.summary.enabled:
-        callbacks.append(SummaryCallback(cfg.summary))
-    if cfg.profile.enabled:
-        callbacks.append(ProfileWindow(cfg.profile))
-    return callbacks
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    from ms_suite.engine.rundir import default_output_dir
-    from ms_suite.engine.trainer import Trainer
+    from ms_suite import api
 
-    cfg = load_config(args.config, args.overrides)
-    if args.resume and args.resume != "auto" and not os.path.isfile(args.resume):
-        from ms_suite.errors import UserError
-
-        raise UserError(f"--resume {args.resume}: no such checkpoint (use --resume auto or a .ckpt path)")
-    output_dir = args.output_dir or default_output_dir(args.config)
-    summary = Trainer(cfg, output_dir, resume=args.resume, callbacks=run_callbacks(cfg)).fit()
+    summary = api.train(args.config, args.output_dir, resume=args.resume, overrides=args.overrides)
     print(format_mapping(summary_rows(summary)))
     print(f"run directory: {summary['run_dir']}")
     return 0
 
 
-def _prepare(args: argparse.Namespace):
-    from ms_suite.engine.model_config import build_model_from_checkpoint
-    from ms_suite.models.weights import read_checkpoint
-    from ms_suite.runtime import init_runtime
-    from ms_suite.runtime.auto_parallel import check_single_device_build
-
-    cfg = load_config(args.config, args.overrides)
-    check_single_device_build(cfg.parallel)  # a sliced recipe needs merged weights, whatever the file
-    params, meta = read_checkpoint(args.checkpoint)  # before any log line: a bad file is the only output
-    init_runtime(cfg.runtime, cfg.train.seed)
-    task, net, info = build_model_from_checkpoint(cfg, args.checkpoint, params, meta)
-    return cfg, task, net, info
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ms_suite.data import build_dataset
+    from ms_suite import api
 
-    cfg, task, net, info = _prepare(args)
-    batch = cfg.eval.batch_size or cfg.train.batch_size
-    metrics = task.evaluate(net, build_dataset(cfg.data, "eval", batch, num_classes=info.num_classes), batch)
+    cfg = api.resolve_config(args.config, args.overrides)
+    metrics = api.evaluate(cfg, args.checkpoint)
     rows = [("checkpoint", args.checkpoint), ("model", cfg.model.name), ("dataset", cfg.data.name)]
     rows += [(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in metrics.items()]
     print(format_mapping(rows))
@@ -131,20 +93,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ms_suite.deploy import check_device, eval_samples, export_verified, resolve_format
-    from ms_suite.models.weights import read_checkpoint
+    from ms_suite import api
 
-    cfg = load_config(args.config, args.overrides)
-    fmt = resolve_format(args.output, args.format, cfg.export.format)
-    check_device(fmt, cfg.runtime.device)
-    cfg, task, net, info = _prepare(args)
-    inputs = task.example_inputs(cfg, info, cfg.export.batch_size)
-    samples = None if args.no_verify else eval_samples(cfg, info.num_classes, inputs,
-                                                       cfg.eval.batch_size or cfg.train.batch_size)
-    source = {"checkpoint": os.path.abspath(args.checkpoint), "step": read_checkpoint(args.checkpoint)[1].get("step"),
-              "recipe": args.config}
-    deployed = export_verified(net, task.name, inputs, args.output, fmt, samples, source)
-    rows = [("format", fmt), ("file", deployed.path), ("size MB", f"{os.path.getsize(deployed.path) / 1e6:.2f}")]
+    deployed = api.export(args.config, args.checkpoint, args.output, args.format, verify=not args.no_verify,
+                          overrides=args.overrides)
+    rows = [("format", deployed.format), ("file", deployed.path),
+            ("size MB", f"{os.path.getsize(deployed.path) / 1e6:.2f}")]
     if deployed.verification:
         for p in deployed.verification.parity:
             rows.append((f"batch {p.batch}: max abs / rel error", f"{p.max_abs:.3g} / {p.max_rel:.3g}"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ms_suite.cli.run import add_recipe_args, run_callbacks
+from ms_suite.cli.run import add_recipe_args
 from ms_suite.cli.table import format_mapping, format_table
 
 
@@ -22,15 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_tune(args: argparse.Namespace) -> int:
     import optuna
 
+    from ms_suite import api
     from ms_suite.errors import UserError
-    from ms_suite.tune import Tuner
 
-    if args.trials is not None and args.trials < 1:
-        raise UserError(f"--trials {args.trials}: give at least 1")
     optuna.logging.set_verbosity(optuna.logging.INFO if args.debug else optuna.logging.ERROR)
-    tuner = Tuner(args.config, args.overrides, study=args.study, output_dir=args.output_dir,
-                  storage=args.storage, trials=args.trials, callbacks=run_callbacks)
-    summary = tuner.run()
+    summary = api.tune(args.config, args.overrides, study=args.study, output_dir=args.output_dir,
+                       storage=args.storage, trials=args.trials)
     _print_results(summary)
     if not summary["best"]:
         raise UserError(f"study {summary['study']}: no trial completed; the table above says why")
@@ -40,7 +37,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def _print_results(summary: dict) -> None:
     """The full trial table, then the best value and parameters, then the files written."""
-    from ms_suite.tune.report import record_cells, table_headers
+    from ms_suite.tune import record_cells, table_headers
 
     keys = list(summary["search_space"])
     print()

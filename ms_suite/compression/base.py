@@ -5,25 +5,25 @@ import dataclasses
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 from mindspore import nn
-from mindspore.train.callback import RunContext
+from mindspore.train.callback import RunContext as MindSporeRunContext
 
 from ms_suite.config import Config
 from ms_suite.data import DatasetInfo
 from ms_suite.deploy import export_verified
-from ms_suite.engine.callbacks import Callback, TrainState
+from ms_suite.engine.callbacks import Callback, RunContext, TrainState
 from ms_suite.engine.tasks import Task
 from ms_suite.engine.trainer import LossHook, ModelHook, Trainer
 from ms_suite.errors import UserError
 from ms_suite.models import model_info
+from ms_suite.registry import COMPRESSION
 
 
 @dataclasses.dataclass
 class TrainContext:
-    """What an algorithm needs to train: the recipe, where to write, extra callbacks, the device."""
+    """What an algorithm needs to train: the recipe, where to write, the device, the data and the task."""
 
     cfg: Config
     output_dir: str
-    callbacks: Sequence[Callback]
     device: str
     data_info: DatasetInfo
     task: Task
@@ -32,7 +32,7 @@ class TrainContext:
             callbacks: Sequence[Callback] = (), model_hook: Optional[ModelHook] = None,
             loss_hook: Optional[LossHook] = None) -> nn.Cell:
         """Train with the suite's trainer (one stage); returns the trained network."""
-        trainer = Trainer(cfg or self.cfg, output_dir or self.output_dir, callbacks=[*callbacks, *self.callbacks],
+        trainer = Trainer(cfg or self.cfg, output_dir or self.output_dir, callbacks=callbacks,
                           model_hook=model_hook, loss_hook=loss_hook)
         trainer.fit()
         return trainer.net
@@ -86,20 +86,18 @@ class Algorithm:
         return export_verified(net, ctx.task.name, inputs, path, "ONNX", samples, source)
 
 
-ALGORITHMS: Dict[str, Type[Algorithm]] = {}
-
-
 def register(cls: Type[Algorithm]) -> Type[Algorithm]:
-    ALGORITHMS[cls.name] = cls
+    """Register an :class:`Algorithm` subclass in :data:`ms_suite.registry.COMPRESSION` under its ``name``."""
+    COMPRESSION.add(cls.name, cls)
     return cls
 
 
 def build_algorithm(cfg: Config) -> Algorithm:
     name = cfg.compression.algorithm
     if name is None:
-        raise UserError(f"the recipe sets no compression.algorithm; choose one of {', '.join(sorted(ALGORITHMS))} "
+        raise UserError(f"the recipe sets no compression.algorithm; choose one of {', '.join(COMPRESSION.names())} "
                         "(e.g. --set compression.algorithm=simqat)")
-    return ALGORITHMS[name](cfg)
+    return COMPRESSION.get(name)(cfg)
 
 
 class _CallbackParams(dict):
@@ -110,15 +108,15 @@ class _CallbackParams(dict):
 
 class GoldenStickCallbacks(Callback):
     """Drive Golden Stick's MindSpore callbacks (``epoch_begin``/``epoch_end``) from the suite's
-    trainer. ``make(trainer)`` builds them once the trainer has built (and compressed) the network.
+    trainer. ``make(context)`` builds them once the trainer has built (and compressed) the network.
     Epoch numbers are 1-based, as in ``mindspore.train.Model``."""
 
-    def __init__(self, make: Callable[[Trainer], list]):
+    def __init__(self, make: Callable[[RunContext], list]):
         self.make = make
         self.callbacks: list = []
 
     def on_train_begin(self, state: TrainState) -> None:
-        self.callbacks = self.make(state.trainer)
+        self.callbacks = self.make(state.context)
         self._call("epoch_begin", state, state.epoch + 1)
 
     def on_epoch_end(self, state: TrainState) -> None:
@@ -128,6 +126,6 @@ class GoldenStickCallbacks(Callback):
 
     def _call(self, hook: str, state: TrainState, epoch: int) -> None:
         params = _CallbackParams(cur_epoch_num=epoch, epoch_num=state.epochs, cur_step_num=state.step,
-                                 network=state.trainer.net, train_network=state.trainer.step)
+                                 network=state.context.net, train_network=state.context.train_step)
         for callback in self.callbacks:
-            getattr(callback, hook)(RunContext(params))
+            getattr(callback, hook)(MindSporeRunContext(params))

@@ -18,7 +18,8 @@ from ms_suite.compression.report import FLOAT_BITS
 from ms_suite.deploy import export_model, signature, verify_file
 from ms_suite.deploy.int8 import INT8_MAX_REL, INT8_MIN_AGREEMENT, INT8_NAME, qat_to_qdq, quant_points
 from ms_suite.errors import UserError
-from ms_suite.models.flops import FLOP_COUNTERS
+from ms_suite.engine.callbacks import RunContext
+from ms_suite.models.flops import FLOP_COUNTERS, counter_for
 
 ACTIVATION_BITS = 8  # both algorithms fake-quantize activations to INT8 (when they do)
 QAT_ON_ASCEND = ("Golden Stick 1.3.0 supports its quantization-aware training on GPU only and marks it "
@@ -28,8 +29,7 @@ QAT_ON_ASCEND = ("Golden Stick 1.3.0 supports its quantization-aware training on
 def _quant_cell_flops(cell: QuantCell, inputs: tuple, output) -> int:
     """A quant cell computes what its wrapped float cell computes (at lower precision)."""
     handler = cell.handler()
-    counter = next((FLOP_COUNTERS[cls] for cls in type(handler).__mro__
-                    if cls in FLOP_COUNTERS and cls is not QuantCell), None)
+    counter = counter_for(handler)
     return counter(handler, inputs, output) if counter else 0
 
 
@@ -175,9 +175,9 @@ class SLB(_QuantizationAwareTraining):
 
     def callbacks(self, ctx: TrainContext) -> list:
         """SLB's temperature schedule (Golden Stick's ``TemperatureScheduler``), driven per epoch."""
-        def make(trainer) -> list:
+        def make(context: RunContext) -> list:
             dataset = build_dataset(self.cfg.data, "train", self.cfg.train.batch_size, seed=self.cfg.train.seed,
-                                    num_classes=trainer.num_classes)
-            return self.algo.callbacks(Model(trainer.net), dataset)
+                                    num_classes=context.num_classes)
+            return self.algo.callbacks(Model(context.net), dataset)
 
         return [GoldenStickCallbacks(make)]

@@ -173,7 +173,11 @@ def _coerce(value: Any, tp: Any, dotted: str, meta: Any, sources: Sources, defau
         if not isinstance(value, dict):
             raise fail("a mapping")
         return dict(value)
-    return _check_bounds(_scalar(value, tp, fail), meta, fail)
+    value = _check_bounds(_scalar(value, tp, fail), meta, fail)
+    registry = meta.get("registry")
+    if registry is not None and value not in registry:
+        raise UserError(f"{_source(sources, dotted, default_source)}: `{dotted}`: {registry.unknown(value)}")
+    return value
 
 
 def _scalar(value: Any, tp: type, fail) -> Any:

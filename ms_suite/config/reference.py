@@ -26,6 +26,16 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _registry_names(meta) -> str:
+    """The names a registry-checked key accepts (models: a pointer to the zoo, which is long)."""
+    registry = meta.get("registry")
+    if registry is None:
+        return ""
+    if registry.hint:
+        return f"{registry.kind} name ({registry.hint})"
+    return " \\| ".join(registry.names())
+
+
 def _bounds(meta) -> str:
     symbols = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
     return ", ".join(f"{symbols[k]} {meta[k]}" for k in symbols if k in meta)
@@ -47,7 +57,7 @@ def _rows(cls: type, prefix: str) -> List[str]:
         if dataclasses.is_dataclass(tp):
             rows += _rows(tp, key)
             continue
-        kind = _type_name(tp)
+        kind = _registry_names(field.metadata) or _type_name(tp)
         bounds = _bounds(field.metadata)
         kind += f" ({bounds})" if bounds else ""
         rows.append(f"| `{key}` | {kind} | `{_default(field)}` | {field.metadata.get('doc', '')} |")

@@ -1,16 +1,20 @@
 """The typed recipe schema. Every key a recipe may set is a field here; anything else is an error.
 
-Ranges and choices live next to the field (``_f(default, ge=..., choices=...)``) so validation,
+Ranges and choices live next to the field (``_f(default, ge=..., registry=...)``) so validation,
 ``--set`` coercion and the generated config reference (docs/reference/config.md) all read from one place.
+A name that picks an extension (model, dataset, optimizer, schedule, compression algorithm) is checked
+against its registry (:mod:`ms_suite.registry`), so adding one needs no edit here.
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Dict, List, Literal, Optional
 
+from ms_suite.registry import COMPRESSION, DATASETS, MODELS, OPTIMIZERS, SCHEDULES
+
 
 def _f(default: Any = None, doc: str = "", **bounds: Any) -> Any:
-    """A schema field with a docstring and optional bounds (ge, gt, le, lt)."""
+    """A schema field with a docstring, optional bounds (ge, gt, le, lt) and the ``registry`` its value names."""
     meta = {"doc": doc, **bounds}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
@@ -19,7 +23,7 @@ def _f(default: Any = None, doc: str = "", **bounds: Any) -> Any:
 
 @dataclasses.dataclass
 class ModelConfig:
-    name: str = _f("resnet18_cifar", "registered model name (`ms-suite list`)")
+    name: str = _f("resnet18_cifar", "registered model name (`ms-suite list`)", registry=MODELS)
     num_classes: Optional[int] = _f(None, "classifier size; null takes the dataset's", ge=1)
     pretrained: Optional[str] = _f(None, "checkpoint to start from (classifier dropped if its size differs)")
     kwargs: Dict[str, Any] = _f({}, "extra builder arguments, e.g. {in_chans: 1, zero_init_residual: true}")
@@ -27,9 +31,7 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class DataConfig:
-    name: Literal["digits", "cifar10", "imagefolder", "mindrecord", "synthetic",
-                  "text_classification", "token_classification", "bert_pretraining"] = _f(
-        "digits", "dataset type")
+    name: str = _f("digits", "dataset type", registry=DATASETS)
     path: Optional[str] = _f(None, "dataset root (not needed for digits and synthetic)")
     num_workers: int = _f(2, "parallel workers for decode and augmentation", ge=1)
     image_size: int = _f(224, "training crop size (imagefolder, mindrecord, synthetic)", ge=1)
@@ -64,7 +66,7 @@ class DataConfig:
 class TrainConfig:
     epochs: int = _f(10, "training epochs", ge=1)
     batch_size: int = _f(32, "batch size per device", ge=1)
-    optimizer: Literal["sgd", "adamw", "lamb"] = _f("sgd", "optimizer")
+    optimizer: str = _f("sgd", "optimizer", registry=OPTIMIZERS)
     lr: float = _f(0.1, "peak learning rate", gt=0.0)
     scale_lr: bool = _f(False, "scale lr linearly by global_batch / base_batch_size")
     base_batch_size: int = _f(256, "reference batch size for scale_lr", ge=1)
@@ -74,7 +76,7 @@ class TrainConfig:
     eps: float = _f(1e-8, "AdamW/LAMB epsilon", gt=0.0)
     weight_decay: float = _f(1e-4, "weight decay", ge=0.0)
     no_decay_bn_bias: bool = _f(True, "exclude BatchNorm/LayerNorm parameters and biases from weight decay")
-    schedule: Literal["cosine", "step", "multistep", "poly", "constant"] = _f("cosine", "lr schedule (per step)")
+    schedule: str = _f("cosine", "lr schedule (per step)", registry=SCHEDULES)
     warmup_epochs: float = _f(0.0, "linear warmup length in epochs", ge=0.0)
     warmup_start_factor: float = _f(0.01, "warmup starts at lr * this", gt=0.0, le=1.0)
     min_lr: float = _f(0.0, "final lr for cosine/poly", ge=0.0)
@@ -222,8 +224,8 @@ class DistillConfig:
 
 @dataclasses.dataclass
 class CompressionConfig:
-    algorithm: Optional[Literal["simqat", "slb", "scop", "unipruner", "distill"]] = _f(
-        None, "`ms-suite compress`: the algorithm; its own section below holds its settings")
+    algorithm: Optional[str] = _f(None, "`ms-suite compress`: the algorithm; its own section below holds its "
+                                        "settings", registry=COMPRESSION)
     simqat: SimQATConfig = dataclasses.field(default_factory=SimQATConfig)
     slb: SLBConfig = dataclasses.field(default_factory=SLBConfig)
     scop: ScopConfig = dataclasses.field(default_factory=ScopConfig)

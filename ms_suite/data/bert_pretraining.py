@@ -24,8 +24,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from ms_suite.data.text import (DATA_META, PRETRAINING_COLUMNS, WordPieceTokenizer, pad_inputs,
-                                truncate_pair)
+from ms_suite.data.text import DATA_META, WordPieceTokenizer, pad_inputs, truncate_pair
 from ms_suite.errors import UserError
 
 log = logging.getLogger("ms_suite")

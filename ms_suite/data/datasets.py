@@ -1,4 +1,4 @@
-"""Dataset sources and the shared one-epoch pipeline.
+"""The shared one-epoch pipeline over a registered dataset source (:mod:`ms_suite.data.sources`).
 
 Every source is mappable: :func:`build_dataset` computes this rank's sample order itself
 (:func:`shard_indices`) and feeds it with ``mindspore.dataset.SubsetSampler``, so the order is a
@@ -16,338 +16,27 @@ before building the next train dataset (eval datasets do not touch the seed).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
 import os
 import random
-import re
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import numpy as np
 import mindspore.dataset as ds
 
 from ms_suite.config.schema import DataConfig
 from ms_suite.data import transforms
+from ms_suite.data.source import SPLITS, DatasetInfo, Source, TextInfo
 from ms_suite.errors import UserError
+from ms_suite.registry import DATASETS
 
 log = logging.getLogger("ms_suite")
 
-SPLITS = ("train", "eval")
-_COLUMNS = ["image", "label"]
-_IMAGE_EXTENSIONS = [".JPEG", ".jpeg", ".jpg", ".JPG", ".png", ".PNG", ".bmp", ".BMP"]
 
 
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    """What a model and a schedule need to know about a dataset."""
-
-    num_classes: int
-    input_shape: Tuple[int, int, int]  # (C, H, W) the model sees
-    num_samples: Dict[str, int]  # {"train": N, "eval": M}
-
-
-# --------------------------------------------------------------------------- sources
-
-
-class _Source:
-    """A dataset type: what it holds (cheap to compute) and how to read a split in a given order."""
-
-    num_classes: int
-    input_shape: Tuple[int, ...]
-    num_samples: Dict[str, int]
-    columns: List[str] = _COLUMNS  # what leaf() yields, in order (text sources have their own)
-
-    def __init__(self, cfg: DataConfig):
-        self.cfg = cfg
-
-    def leaf(self, split: str, sampler: ds.Sampler, seed: int, epoch: int) -> ds.Dataset:
-        """Mappable dataset with ``self.columns`` read in ``sampler``'s order."""
-        raise NotImplementedError
-
-    def image_ops(self, split: str) -> list:
-        """MindData ops turning a leaf image into a CHW float32 tensor (empty: already one)."""
-        return []
-
-
-class _Indexed:
-    """Random-access GeneratorDataset source whose row ``i`` is ``fn(i)``."""
-
-    def __init__(self, n: int, fn: Callable[[int], tuple]):
-        self.n, self.fn = n, fn
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> tuple:
-        return self.fn(int(i))
-
-
-def _generator(n: int, fn: Callable[[int], tuple], sampler: ds.Sampler, workers: int,
-               columns: Sequence[str] = _COLUMNS) -> ds.Dataset:
-    return ds.GeneratorDataset(_Indexed(n, fn), list(columns), sampler=sampler,
-                               num_parallel_workers=workers, python_multiprocessing=False)
-
-
-def _root(cfg: DataConfig) -> str:
-    """``cfg.path`` as an existing folder, or a UserError saying what to set."""
-    if not cfg.path:
-        raise UserError(f"data.name={cfg.name} needs its dataset folder: set data.path")
-    path = os.path.expanduser(cfg.path)
-    if not os.path.isdir(path):
-        raise UserError(f"data.path {cfg.path!r} does not exist or is not a folder; "
-                        f"point data.path at the {cfg.name} dataset")
-    return path
-
-
-@functools.lru_cache(maxsize=4)
-def _digits_arrays(val_split: float) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-    """sklearn's 8x8 digits on the 0-255 scale, zero-padded by 1 pixel, split stratified."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    x, y = load_digits(return_X_y=True)
-    x = np.pad(x.reshape(-1, 1, 8, 8) * (255.0 / 16.0), ((0, 0), (0, 0), (1, 1), (1, 1)))
-    xt, xe, yt, ye = train_test_split(x.astype(np.float32), y.astype(np.int32), test_size=val_split,
-                                      stratify=y, random_state=0)
-    return {"train": (xt, yt), "eval": (xe, ye)}
-
-
-class _Digits(_Source):
-    """Embedded scikit-learn digits, normalised and shift-augmented in numpy."""
-
-    num_classes, input_shape = 10, (1, 8, 8)
-
-    def __init__(self, cfg: DataConfig):
-        super().__init__(cfg)
-        arrays = _digits_arrays(cfg.val_split)
-        train = arrays["train"][0][:, :, 1:-1, 1:-1]
-        mean, std = transforms.mean_std(cfg, [float(train.mean())], [float(train.std())])
-        self.data = {s: ((x - mean[0]) / std[0], y) for s, (x, y) in arrays.items()}
-        self.num_samples = {s: len(y) for s, (_, y) in arrays.items()}
-
-    def leaf(self, split, sampler, seed, epoch):
-        images, labels = self.data[split]
-        if split == "train" and self.cfg.augment:
-            shifts = transforms.random_shifts(seed, epoch, len(labels))
-        else:
-            shifts = np.ones((len(labels), 2), dtype=np.int64)
-
-        def row(i: int) -> tuple:
-            dy, dx = shifts[i]
-            return images[i, :, dy:dy + 8, dx:dx + 8], labels[i]
-
-        return _generator(len(labels), row, sampler, self.cfg.num_workers)
-
-
-class _Cifar10(_Source):
-    """CIFAR-10 binary batches (``data_batch_1..5.bin``, ``test_batch.bin``)."""
-
-    num_classes, input_shape = 10, (3, 32, 32)
-    FILES = {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "eval": ["test_batch.bin"]}
-    RECORD = 1 + 32 * 32 * 3
-    OFFICIAL_RECORDS = 10000  # Cifar10Dataset reads exactly this many from every file
-
-    def __init__(self, cfg: DataConfig):
-        super().__init__(cfg)
-        self.folder = self._find_folder(_root(cfg))
-        self.records = {s: [self._count(os.path.join(self.folder, f)) for f in files]
-                        for s, files in self.FILES.items()}
-        self.num_samples = {s: sum(counts) for s, counts in self.records.items()}
-
-    def _find_folder(self, root: str) -> str:
-        expected = self.FILES["train"] + self.FILES["eval"]
-        candidates = [root, os.path.join(root, "cifar-10-batches-bin")]
-        folder = next((c for c in candidates if any(os.path.isfile(os.path.join(c, f)) for f in expected)), root)
-        missing = [f for f in expected if not os.path.isfile(os.path.join(folder, f))]
-        if missing:
-            raise UserError(f"data.path: {folder} is missing {', '.join(missing)}; expected the CIFAR-10 binary "
-                            "batches data_batch_1..5.bin and test_batch.bin there or in cifar-10-batches-bin/ "
-                            "(extract cifar-10-binary.tar.gz)")
-        return folder
-
-    def _count(self, path: str) -> int:
-        size = os.path.getsize(path)
-        if size == 0 or size % self.RECORD:
-            raise UserError(f"{path}: {size} bytes is not a whole number of {self.RECORD}-byte CIFAR-10 records "
-                            "(truncated or corrupt); download the CIFAR-10 binary version again")
-        return size // self.RECORD
-
-    def leaf(self, split, sampler, seed, epoch):
-        workers = self.cfg.num_workers
-        if all(n == self.OFFICIAL_RECORDS for n in self.records[split]):
-            usage = "train" if split == "train" else "test"
-            return ds.Cifar10Dataset(self.folder, usage=usage, sampler=sampler, num_parallel_workers=workers)
-        # Other record counts (subsets, test fixtures): Cifar10Dataset rejects them, read them in numpy.
-        records = _read_records([os.path.join(self.folder, f) for f in self.FILES[split]], self.RECORD)
-
-        def row(i: int) -> tuple:
-            return records[i, 1:].reshape(3, 32, 32).transpose(1, 2, 0), records[i, 0]
-
-        return _generator(len(records), row, sampler, workers)
-
-    def image_ops(self, split):
-        return transforms.cifar_ops(self.cfg, split == "train")
-
-
-def _read_records(paths: Sequence[str], record: int) -> np.ndarray:
-    return np.concatenate([np.fromfile(p, dtype=np.uint8).reshape(-1, record) for p in paths])
-
-
-@functools.lru_cache(maxsize=8)
-def _count_images(folder: str, classes: Tuple[str, ...]) -> int:
-    """Images under ``folder/<class>/`` (cached: an ImageNet walk takes seconds, and runs every epoch)."""
-    return ds.ImageFolderDataset(folder, extensions=_IMAGE_EXTENSIONS,
-                                 class_indexing={c: i for i, c in enumerate(classes)}).get_dataset_size()
-
-
-class _ImageFolder(_Source):
-    """ImageNet layout: ``path/train/<class>/*`` and ``path/val/<class>/*``."""
-
-    FOLDERS = {"train": "train", "eval": "val"}
-
-    def __init__(self, cfg: DataConfig):
-        super().__init__(cfg)
-        root = _root(cfg)
-        self.dirs = {s: os.path.join(root, d) for s, d in self.FOLDERS.items()}
-        classes = {s: self._classes(d) for s, d in self.dirs.items()}
-        unknown = sorted(set(classes["eval"]) - set(classes["train"]))
-        if unknown:
-            raise UserError(f"{self.dirs['eval']} has classes missing from train/: {', '.join(unknown[:5])}; "
-                            "val/ must use the train/ class folders")
-        self.class_indexing = {c: i for i, c in enumerate(classes["train"])}
-        self.num_classes = len(self.class_indexing)
-        self.input_shape = (3, cfg.image_size, cfg.image_size)
-        self.num_samples = {s: _count_images(d, tuple(classes[s])) for s, d in self.dirs.items()}
-        for split, n in self.num_samples.items():
-            if n == 0:
-                raise UserError(f"{self.dirs[split]} holds no images ({', '.join(_IMAGE_EXTENSIONS[::2])}); "
-                                "put them in one subfolder per class")
-
-    def _classes(self, folder: str) -> List[str]:
-        if not os.path.isdir(folder):
-            raise UserError(f"data.path: {folder} is missing; imagefolder needs train/<class>/ and val/<class>/ "
-                            f"under {self.cfg.path}")
-        classes = sorted(e.name for e in os.scandir(folder) if e.is_dir())
-        if not classes:
-            raise UserError(f"{folder} has no class subfolders; put images in {folder}/<class>/")
-        return classes
-
-    def leaf(self, split, sampler, seed, epoch):
-        return ds.ImageFolderDataset(self.dirs[split], decode=False, extensions=_IMAGE_EXTENSIONS,
-                                     class_indexing=self.class_indexing, sampler=sampler,
-                                     num_parallel_workers=self.cfg.num_workers)
-
-    def image_ops(self, split):
-        return transforms.imagenet_ops(self.cfg, split == "train")
-
-
-class _MindRecord(_Source):
-    """MindRecord files ``train*.mindrecord*`` and ``eval*``/``val*`` (encoded images or CHW float32)."""
-
-    PREFIXES = {"train": ("train",), "eval": ("eval", "val")}
-
-    def __init__(self, cfg: DataConfig):
-        super().__init__(cfg)
-        root = _root(cfg)
-        if len(cfg.columns) != 2:
-            raise UserError(f"data.columns must name the image and the label column, got {cfg.columns}")
-        self.files = {s: self._find(root, s) for s in SPLITS}
-        schemas, self.num_samples = {}, {}
-        for split, files in self.files.items():
-            schemas[split], self.num_samples[split] = self._header(files)
-        self.encoded = self._image_kind(schemas["train"], self.files["train"][0])
-        self.num_classes = cfg.num_classes
-        self.input_shape = ((3, cfg.image_size, cfg.image_size) if self.encoded
-                            else tuple(schemas["train"][cfg.columns[0]]["shape"]))
-
-    def _find(self, root: str, split: str) -> List[str]:
-        names = sorted(os.listdir(root))
-        for prefix in self.PREFIXES[split]:
-            files = [os.path.join(root, n) for n in names if re.fullmatch(rf"{prefix}.*\.mindrecord\d*", n)]
-            if files:
-                return files
-        wanted = " or ".join(f"{p}*.mindrecord" for p in self.PREFIXES[split])
-        raise UserError(f"data.path: {root} has no {split} MindRecord files ({wanted} with its .db)")
-
-    def _header(self, files: List[str]) -> Tuple[dict, int]:
-        schema, count = read_mindrecord_header(files)
-        missing = [c for c in self.cfg.columns if c not in schema]
-        if missing:
-            raise UserError(f"data.columns: {files[0]} has no column {missing[0]!r} "
-                            f"(it has {', '.join(schema)}); set data.columns to [image, label] names")
-        if count == 0:
-            raise UserError(f"data.path: {files[0]} holds no samples; write the split again")
-        return schema, count
-
-    def _image_kind(self, schema: dict, file: str) -> bool:
-        """True for encoded image bytes, False for a float32 CHW array."""
-        field = schema[self.cfg.columns[0]]
-        if field["type"] == "bytes":
-            return True
-        if field["type"] == "float32" and len(field.get("shape", [])) == 3 and min(field["shape"]) > 0:
-            return False
-        raise UserError(f"data.columns: image column {self.cfg.columns[0]!r} in {file} is {field}; "
-                        "store encoded image bytes or a fixed-shape float32 CHW array")
-
-    def leaf(self, split, sampler, seed, epoch):
-        files = self.files[split]
-        data = ds.MindDataset(files if len(files) > 1 else files[0], columns_list=list(self.cfg.columns),
-                              sampler=sampler, num_parallel_workers=self.cfg.num_workers)
-        if list(self.cfg.columns) != _COLUMNS:
-            data = data.rename(input_columns=list(self.cfg.columns), output_columns=_COLUMNS)
-        return data
-
-    def image_ops(self, split):
-        # Float arrays are used as stored (already preprocessed): no augmentation.
-        return transforms.imagenet_ops(self.cfg, split == "train") if self.encoded else []
-
-
-def read_mindrecord_header(files: List[str]) -> Tuple[dict, int]:
-    """(schema, sample count) of MindRecord ``files``; an unreadable file is a UserError."""
-    from mindspore.mindrecord import FileReader
-
-    try:
-        reader = FileReader(files if len(files) > 1 else files[0])
-        schema, count = reader.schema(), reader.len()
-        reader.close()
-    except Exception as exc:  # MindRecord raises several types for unreadable files
-        raise UserError(f"cannot read MindRecord {files[0]} ({str(exc).strip().splitlines()[0]}); "
-                        "check the file and its .db index") from exc
-    return schema, count
-
-
-class _Synthetic(_Source):
-    """Random tensors and labels, generated per index from the seed (throughput work)."""
-
-    def __init__(self, cfg: DataConfig):
-        super().__init__(cfg)
-        self.num_classes = cfg.num_classes
-        self.input_shape = (3, cfg.image_size, cfg.image_size)
-        self.num_samples = {"train": cfg.synthetic_samples, "eval": max(1, cfg.synthetic_samples // 4)}
-
-    def leaf(self, split, sampler, seed, epoch):
-        stream, shape, classes = SPLITS.index(split), self.input_shape, self.num_classes
-
-        def row(i: int) -> tuple:
-            rng = np.random.default_rng([seed, stream, i])
-            return rng.random(shape, dtype=np.float32), np.int32(rng.integers(classes))
-
-        return _generator(self.num_samples[split], row, sampler, self.cfg.num_workers)
-
-
-_SOURCES = {"digits": _Digits, "cifar10": _Cifar10, "imagefolder": _ImageFolder,
-            "mindrecord": _MindRecord, "synthetic": _Synthetic}
-
-
-def _source(cfg: DataConfig) -> _Source:
-    if cfg.name in ("text_classification", "token_classification", "bert_pretraining"):
-        from ms_suite.data.text import SOURCES  # text sources live in their own module
-
-        return SOURCES[cfg.name](cfg)
-    if cfg.name not in _SOURCES:
-        raise UserError(f"data.name: unknown dataset {cfg.name!r}; choose one of {', '.join(_SOURCES)}")
-    return _SOURCES[cfg.name](cfg)
+def _source(cfg: DataConfig) -> Source:
+    return DATASETS.get(cfg.name)(cfg)
 
 
 # --------------------------------------------------------------------------- order and batching
@@ -433,6 +122,11 @@ def _model_classes(cfg: DataConfig, dataset_classes: int, num_classes: Optional[
 # --------------------------------------------------------------------------- public API
 
 
+def text_info(cfg: DataConfig) -> TextInfo:
+    """Sequence length and vocabulary of a text dataset (what a BERT task checks its model against)."""
+    return _source(cfg).text_info()
+
+
 def dataset_info(cfg: DataConfig) -> DatasetInfo:
     """Classes, model input shape and split sizes, without decoding any image."""
     src = _source(cfg)
@@ -484,7 +178,7 @@ def _within_cpu_count(cfg: DataConfig) -> DataConfig:
     return dataclasses.replace(cfg, num_workers=cores)
 
 
-def _pipeline(src: _Source, split: str, indices: Sequence[int], batch_size: int, classes: int,
+def _pipeline(src: Source, split: str, indices: Sequence[int], batch_size: int, classes: int,
               seed: int, epoch: int, mixer: Optional[transforms.BatchMixer]) -> ds.Dataset:
     """Read ``indices`` in order, transform, batch (and mix) them."""
     cfg, train = src.cfg, split == "train"

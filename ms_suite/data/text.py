@@ -22,10 +22,9 @@ import unicodedata
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import mindspore.dataset as ds
 
 from ms_suite.config.schema import DataConfig
-from ms_suite.data.datasets import SPLITS, _generator, _root, _Source, read_mindrecord_header
+from ms_suite.data.source import SPLITS
 from ms_suite.errors import UserError
 
 log = logging.getLogger("ms_suite")
@@ -39,7 +38,7 @@ DATA_META = "bert_data.json"  # written by `prepare-data bert` next to the shard
 IGNORE_LABEL = -100  # token classification: positions without a label ([CLS], [SEP], later word pieces)
 DEFAULT_SEQ_LEN = 128
 _EXTENSIONS = (".csv", ".tsv", ".jsonl")
-_SPLIT_FILES = {"train": ("train",), "eval": ("eval", "dev", "val", "validation")}
+SPLIT_FILES = {"train": ("train",), "eval": ("eval", "dev", "val", "validation")}
 
 
 # --------------------------------------------------------------------------- tokenizer
@@ -189,12 +188,12 @@ def read_rows(path: str) -> List[Dict[str, object]]:
 
 
 def find_split_file(root: str, split: str) -> str:
-    for stem in _SPLIT_FILES[split]:
+    for stem in SPLIT_FILES[split]:
         for ext in _EXTENSIONS:
             path = os.path.join(root, stem + ext)
             if os.path.isfile(path):
                 return path
-    names = " or ".join(f"{s}.csv|tsv|jsonl" for s in _SPLIT_FILES[split])
+    names = " or ".join(f"{s}.csv|tsv|jsonl" for s in SPLIT_FILES[split])
     raise UserError(f"data.path: {root} has no {split} file ({names})")
 
 
@@ -221,7 +220,7 @@ class ClassificationSettings:
 
     @classmethod
     def from_config(cls, cfg: DataConfig) -> "ClassificationSettings":
-        return cls(resolve_vocab(_vocab_setting(cfg)), cfg.lower_case, cfg.seq_len or DEFAULT_SEQ_LEN,
+        return cls(resolve_vocab(vocab_setting(cfg)), cfg.lower_case, cfg.seq_len or DEFAULT_SEQ_LEN,
                    cfg.text_column, cfg.text_pair_column, cfg.label_column, cfg.val_split,
                    cfg.name == "token_classification")
 
@@ -293,7 +292,7 @@ def encode_rows(path: str, rows: Rows, cfg: ClassificationSettings, tokenizer: W
 
 
 @functools.lru_cache(maxsize=4)
-def _classification_arrays(files: Tuple[str, ...], stamp: tuple, cfg: ClassificationSettings
+def classification_arrays(files: Tuple[str, ...], stamp: tuple, cfg: ClassificationSettings
                            ) -> Tuple[Dict[str, Dict[str, np.ndarray]], Dict[str, int]]:
     """Both splits tokenized (cached on the files' mtime and size: the trainer builds a dataset
     every epoch)."""
@@ -307,93 +306,15 @@ def _classification_arrays(files: Tuple[str, ...], stamp: tuple, cfg: Classifica
     return arrays, labels
 
 
-def _vocab_setting(cfg: DataConfig) -> str:
+def vocab_setting(cfg: DataConfig) -> str:
     if not cfg.vocab:
         raise UserError(f"data.name={cfg.name} needs data.vocab: a WordPiece vocab.txt or the Hugging Face "
                         "checkpoint folder that holds it")
     return cfg.vocab
 
 
-def _stamp(files: Sequence[str]) -> tuple:
+def file_stamp(files: Sequence[str]) -> tuple:
     return tuple((f, os.path.getmtime(f), os.path.getsize(f)) for f in files)
-
-
-# --------------------------------------------------------------------------- sources
-
-
-class TextClassification(_Source):
-    """``train`` and ``eval``/``dev``/``val`` files (CSV, TSV or JSONL) in the ``data.path`` folder,
-    or one such file of which ``data.val_split`` is held out; columns text, optional text pair and
-    label. For ``token_classification`` (JSONL) the text column holds a list of words and the label
-    column one tag per word. Tokenized once per run."""
-
-    columns = CLASSIFICATION_COLUMNS
-
-    def __init__(self, cfg: DataConfig):
-        super().__init__(cfg)
-        single = os.path.expanduser(cfg.path or "")
-        if os.path.isfile(single):
-            files: Tuple[str, ...] = (single,)
-        else:
-            files = tuple(find_split_file(_root(cfg), s) for s in SPLITS)
-        settings = ClassificationSettings.from_config(cfg)
-        self.arrays, self.labels = _classification_arrays(files, _stamp(files), settings)
-        self.num_classes = max(self.labels.values()) + 1
-        self.seq_len = settings.seq_len
-        self.input_shape = (self.seq_len,)
-        self.num_samples = {s: len(a["label"]) for s, a in self.arrays.items()}
-
-    def leaf(self, split, sampler, seed, epoch):
-        arrays = self.arrays[split]
-        return _generator(len(arrays["label"]), lambda i: tuple(arrays[c][i] for c in self.columns), sampler,
-                          self.cfg.num_workers, self.columns)
-
-
-class BertPretraining(_Source):
-    """MindRecord shards from ``ms-suite prepare-data bert`` (or the MindSpore zoo's BERT format):
-    ``train*.mindrecord`` and ``eval*.mindrecord`` with the MLM + NSP columns."""
-
-    columns = PRETRAINING_COLUMNS
-    num_classes = 2  # next-sentence labels
-
-    def __init__(self, cfg: DataConfig):
-        super().__init__(cfg)
-        root = _root(cfg)
-        self.files = {s: self._find(root, s) for s in SPLITS}
-        self.num_samples, self.seq_len = {}, 0
-        for split, files in self.files.items():
-            self.num_samples[split], self.seq_len = self._header(files)
-        if cfg.seq_len and cfg.seq_len != self.seq_len:
-            raise UserError(f"data.seq_len={cfg.seq_len} but {root} holds sequences of {self.seq_len} tokens; "
-                            f"set data.seq_len={self.seq_len} (or null) or prepare the data again")
-        self.input_shape = (self.seq_len,)
-        self.meta = read_data_meta(root)
-
-    @staticmethod
-    def _find(root: str, split: str) -> List[str]:
-        names = sorted(os.listdir(root))
-        for prefix in _SPLIT_FILES[split]:
-            files = [os.path.join(root, n) for n in names if re.fullmatch(rf"{prefix}.*\.mindrecord\d*", n)]
-            if files:
-                return files
-        raise UserError(f"data.path: {root} has no {split}*.mindrecord shards; create them with "
-                        f"`ms-suite prepare-data bert --output {root} ...`")
-
-    @staticmethod
-    def _header(files: List[str]) -> Tuple[int, int]:
-        schema, count = read_mindrecord_header(files)
-        missing = [c for c in PRETRAINING_COLUMNS if c not in schema]
-        if missing:
-            raise UserError(f"{files[0]} lacks the BERT pretraining column(s) {', '.join(missing)} "
-                            f"(it has {', '.join(schema)}); create it with `ms-suite prepare-data bert`")
-        if count == 0:
-            raise UserError(f"{files[0]} holds no examples; use a larger corpus or a smaller --eval-fraction")
-        return count, int(schema["input_ids"]["shape"][-1])
-
-    def leaf(self, split, sampler, seed, epoch):
-        files = self.files[split]
-        return ds.MindDataset(files if len(files) > 1 else files[0], columns_list=list(self.columns),
-                              sampler=sampler, num_parallel_workers=self.cfg.num_workers)
 
 
 def read_data_meta(root: str) -> Dict[str, object]:
@@ -403,25 +324,3 @@ def read_data_meta(root: str) -> Dict[str, object]:
         return {}
     with open(path) as fh:
         return json.load(fh)
-
-
-SOURCES = {"text_classification": TextClassification, "token_classification": TextClassification,
-           "bert_pretraining": BertPretraining}
-
-
-@dataclasses.dataclass(frozen=True)
-class TextInfo:
-    """What a BERT task checks against its model: sequence length and vocabulary."""
-
-    seq_len: int
-    vocab_size: Optional[int]
-    vocab_file: Optional[str]
-
-
-def text_info(cfg: DataConfig) -> TextInfo:
-    src = SOURCES[cfg.name](cfg)
-    if isinstance(src, BertPretraining):
-        size = src.meta.get("vocab_size")
-        return TextInfo(src.seq_len, int(size) if size else None, src.meta.get("vocab_file"))
-    vocab_file = resolve_vocab(_vocab_setting(cfg))
-    return TextInfo(src.seq_len, len(load_tokenizer(vocab_file, cfg.lower_case)), vocab_file)

@@ -17,7 +17,8 @@ from ms_suite.data import DatasetInfo, dataset_info
 from ms_suite.engine.tasks import Task, get_task
 from ms_suite.errors import UserError
 from ms_suite.models import model_info
-from ms_suite.models.weights import load_weights, read_checkpoint_meta
+from ms_suite.checkpoint import read_checkpoint_meta
+from ms_suite.models.weights import load_weights
 
 log = logging.getLogger("ms_suite")
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import hashlib
 import json
 import logging
 import math
@@ -26,16 +28,15 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn
 
-import ms_suite
+import model_zoo
+from ms_suite.checkpoint import (CheckpointManager, latest_valid, own_slice, rank_dir, read_checkpoint,
+                                 step_checkpoints)
 from ms_suite.config import Config, save_config, to_dict
 from ms_suite.data import build_dataset, dataset_info, steps_per_epoch
-from ms_suite.engine.callbacks import Callback, CallbackList, Progress, TrainState
-from ms_suite.engine.checkpoint import (CheckpointManager, latest_valid, own_slice, rank_dir, read_checkpoint,
-                                        step_checkpoints)
+from ms_suite.engine.callbacks import Callback, CallbackList, Progress, RunContext, TrainState, recipe_callbacks
 from ms_suite.engine.interrupt import Interrupted, pending_stop_signal
-from ms_suite.engine.lr import build_lr_schedule
 from ms_suite.engine.model_config import META_FIELD, adopt_model_config, saved_model_config
-from ms_suite.engine.optim import build_optimizer
+from ms_suite.engine.optim import build_lr_schedule, build_optimizer
 from ms_suite.engine.rundir import RunDir, deferred_log_file
 from ms_suite.engine.tasks import get_task
 from ms_suite.engine.evaluate import gather_samples
@@ -49,6 +50,7 @@ from ms_suite.runtime import (DistInfo, RuntimeInfo, broadcast_parameters, compi
 from ms_suite.runtime.auto_parallel import check_trainer_support
 from ms_suite.runtime.distributed import agree_on_step, last_stage_loss
 from ms_suite.runtime.memory import peak_rss_mb
+from ms_suite.version import IMPORT_TIME, __version__
 
 log = logging.getLogger("ms_suite")
 
@@ -99,8 +101,13 @@ LossHook = Callable[[nn.Cell, nn.Cell], nn.Cell]
 class Trainer:
     """Train ``cfg`` into ``output_dir``. ``resume`` is None, ``"auto"`` or a checkpoint path.
 
+    Every key of the recipe is honoured here, so ``Trainer(cfg, out).fit()`` writes the run directory
+    ``ms-suite train`` writes: the progress display, metrics.jsonl, MFU and the step split, the
+    heartbeat, and MindInsight summaries and a profiler window when the recipe enables them
+    (:func:`ms_suite.engine.callbacks.recipe_callbacks`).
+
     Extension points (used by compression and tuning, so they need not fork the loop):
-    ``callbacks``; ``model_hook(net) -> net`` applied after pretrained weights are loaded and
+    further ``callbacks``; ``model_hook(net) -> net`` applied after pretrained weights are loaded and
     before the optimizer is built (e.g. Golden Stick's ``algo.apply``); ``loss_hook(net_with_loss,
     net) -> cell`` to replace the loss (e.g. distillation).
     """
@@ -129,6 +136,7 @@ class Trainer:
         self.info = dataset_info(cfg.data)
         self._adopt_resume_model_config()
         self.task = get_task(model_info(cfg.model.name).task)
+        self.monitor = cfg.checkpoint.monitor or self.task.monitor
         self.net, self.num_classes = self.task.build_model(cfg, self.info)
         self.model_config = model_config(self.net, cfg.model.name, self.num_classes, cfg.model.kwargs,
                                          self.info.input_shape)
@@ -193,7 +201,7 @@ class Trainer:
             for key in keys:
                 graph_cfg[section].pop(key, None)
         return json.dumps([graph_cfg, params, batch, type(self.step.optimizer).__name__, self.dist.rank,
-                           self.dist.world_size], sort_keys=True, default=str)
+                           self.dist.world_size, source_digest()], sort_keys=True, default=str)
 
     def _apply_amp(self) -> None:
         """Replace ``self.net`` with its mixed-precision version: O1 returns a rewritten network,
@@ -273,7 +281,7 @@ class Trainer:
     def _meta(self, state: TrainState) -> Dict[str, Any]:
         return {"epoch": state.epoch, "step": state.step, "step_in_epoch": state.step_in_epoch,
                 "best_metric": state.best_metric, "metrics": state.metrics, "model": self.cfg.model.name,
-                "rng": _get_rng_state(), "ms_suite_version": ms_suite.__version__, META_FIELD: self.model_config}
+                "rng": _get_rng_state(), "ms_suite_version": __version__, META_FIELD: self.model_config}
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> Dict[str, Any]:
@@ -285,6 +293,10 @@ class Trainer:
             except BaseException as err:  # into train.log when the run got that far; the CLI prints it
                 log.error("run failed: %s", _describe(err), extra={"file_only": True})
                 raise
+
+    def _context(self) -> RunContext:
+        return RunContext(self.cfg, self.run, self.runtime, self.dist, self.task, self.info, self.net, self.step,
+                          self.global_batch, self.num_classes)
 
     def _open_run_dir(self) -> None:
         """The inputs are validated (data, model, resume checkpoint): write the run directory."""
@@ -299,20 +311,20 @@ class Trainer:
         wall_start = time.perf_counter()
         self._setup()
         cfg = self.cfg
-        state = TrainState(epochs=cfg.train.epochs, steps_per_epoch=self.steps_per_epoch, trainer=self)
+        state = TrainState(epochs=cfg.train.epochs, steps_per_epoch=self.steps_per_epoch, context=self._context())
         meta = self._restore(state)
         self._open_run_dir()
         if self.dist.replicated:
             broadcast_parameters(self.state_cell.get_parameters())
         state.best_metric = meta.get("best_metric")
-        callbacks = CallbackList([Progress(cfg.train.log_every_steps, self.progress and self.dist.is_main)]
-                                 + self.extra_callbacks)
+        callbacks = CallbackList([Progress(cfg.train.log_every_steps, self.progress and self.dist.is_main),
+                                  *recipe_callbacks(cfg), *self.extra_callbacks])
         timing = Timing()
         last_ckpt, evaluated_at = None, -1
         self._log_start(state)
         if self.dist.sliced:
             log.info("%s: weights are sliced across ranks, so there is no evaluation during training; merge the "
-                     "checkpoint slices (ms_suite.engine.checkpoint.merge_slices) and run ms-suite eval",
+                     "checkpoint slices (ms_suite.checkpoint.merge_slices) and run ms-suite eval",
                      self.dist.mode)
         callbacks.on_train_begin(state)
         while state.epoch < cfg.train.epochs and not state.stop:
@@ -325,7 +337,7 @@ class Trainer:
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
             improved = self._improved(state.metrics, state.best_metric)
             if improved:
-                state.best_metric = state.metrics[cfg.checkpoint.monitor]
+                state.best_metric = state.metrics[self.monitor]
             if self.dist.writes_checkpoints:
                 last_ckpt = self.ckpt.save(self.state_cell, state.step, self._meta(state))
                 if improved and cfg.checkpoint.keep_best:
@@ -366,7 +378,7 @@ class Trainer:
             state.lr = self._applied_lr()
             if first:
                 timing.first_step_s = data_s + compute_s
-                timing.time_to_first_step_s = time.time() - ms_suite.START_TIME
+                timing.time_to_first_step_s = time.time() - IMPORT_TIME
                 log.info("first step done: %.1f s (graph compile included), %.1f s since launch",
                          timing.first_step_s, timing.time_to_first_step_s)
             else:
@@ -459,7 +471,7 @@ class Trainer:
         return self.task.metrics(outputs)
 
     def _improved(self, metrics: Dict[str, float], best: Optional[float]) -> bool:
-        value = metrics.get(self.cfg.checkpoint.monitor)
+        value = metrics.get(self.monitor)
         return value is not None and (best is None or value > best)
 
     def _log_start(self, state: TrainState) -> None:
@@ -477,7 +489,7 @@ class Trainer:
             "model": cfg.model.name, "dataset": cfg.data.name, "device": self.runtime.device,
             "device_reason": self.runtime.reason, "world_size": self.dist.world_size,
             "epochs": state.epoch, "steps": state.step, "global_batch_size": self.global_batch,
-            "metrics": state.metrics, "best_metric": best, "monitor": cfg.checkpoint.monitor,
+            "metrics": state.metrics, "best_metric": best, "monitor": self.monitor,
             "samples_per_s": round(timing.samples_per_s, 3),
             "data_wait_share": round(timing.data_wait_share, 4),
             "compile_s": round(timing.compile_s(self.global_batch), 3),
@@ -485,11 +497,28 @@ class Trainer:
             "eval_s": [round(seconds, 3) for seconds in self.eval_seconds],
             "eval_samples_per_rank": self.eval_samples_per_rank,
             "stopped_early": state.stop, "mindspore_version": ms.__version__,
-            "ms_suite_version": ms_suite.__version__, "final_checkpoint": last_ckpt,
+            "ms_suite_version": __version__, "final_checkpoint": last_ckpt,
             "best_checkpoint": (os.path.join(self.run.checkpoints, "best.ckpt")
                                 if best is not None and cfg.checkpoint.keep_best else None),
             "run_dir": self.run.path, "peak_rss_mb": peak_rss_mb(),
         }
+
+
+@functools.lru_cache(maxsize=None)
+def source_digest() -> str:
+    """A digest of the suite's and the zoo's Python sources (part of every compile-cache key).
+
+    Read once per process: the code a process runs is what it imported, so later runs in it
+    (tuning trials, compression stages) reuse the digest instead of re-reading every file."""
+    digest = hashlib.sha1()
+    suite_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # ms_suite/
+    for root in (suite_root, os.path.dirname(model_zoo.__file__)):
+        for folder, dirs, files in os.walk(root):
+            dirs.sort()
+            for name in sorted(f for f in files if f.endswith(".py")):
+                with open(os.path.join(folder, name), "rb") as handle:
+                    digest.update(handle.read())
+    return digest.hexdigest()
 
 
 def _describe(err: BaseException) -> str:

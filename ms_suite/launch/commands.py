@@ -1,7 +1,7 @@
 """The exact commands a launch runs on this node: msrun (every device), one process per device
 (Ascend rank table), or a single process (standalone train, eval).
 
-Every rank runs ``python -m ms_suite.launch.worker train ...`` with the same ``--output-dir`` and
+Every rank runs ``python -m ms_suite.cli.worker train ...`` with the same ``--output-dir`` and
 ``--set parallel.mode=data_parallel`` (or the recipe's semi_auto/auto_parallel mode). The worker
 names its rank and pid in its log, so a failure can be traced to a rank (see
 :mod:`ms_suite.launch.supervisor`).
@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence
 from ms_suite.errors import UserError
 from ms_suite.launch.rank_table import RankTable, logical_device_id
 
-WORKER = ["-m", "ms_suite.launch.worker"]
+WORKER = ["-m", "ms_suite.cli.worker"]
 ENV_PREFIXES = ("MS_", "RANK_", "DEVICE_", "HCCL_", "NCCL_", "ASCEND_", "CUDA_", "GLOG_", "OMP_", "MINDSPORE_")
 ENV_NAMES = ("PATH", "LD_LIBRARY_PATH", "PYTHONPATH", "HOSTNAME")
 

@@ -368,7 +368,7 @@ class Supervisor:
 
     def _restart(self, failure: Failure, heartbeats: Optional[Heartbeats]) -> Optional[str]:
         """Record the failure, keep the attempt's logs, and pick the checkpoint to resume from."""
-        from ms_suite.engine.checkpoint import resume_point
+        from ms_suite.checkpoint import resume_point
 
         point = resume_point(os.path.join(self.policy.run_dir, "checkpoints"))
         record = self._record(failure, heartbeats, point, "restart")

@@ -1,7 +1,9 @@
-"""What msrun (or the rank-table launcher) starts on every rank: ``python -m ms_suite.launch.worker train ...``.
+"""The frame around each rank's command: what msrun (or the rank-table launcher) starts on every rank is
+``python -m ms_suite.cli.worker train ...``, which runs the ``ms-suite`` command line unchanged inside
+:func:`run_framed`.
 
-It runs the ``ms-suite`` command line unchanged, framed by two marker lines in the rank's log: the
-first names the rank, its pid and the launch variables; the last gives the exit code. msrun only
+Two marker lines frame the command in the rank's log: the first names the rank, its pid and the
+launch variables; the last gives the exit code. msrun only
 reports a failed worker's pid, and a killed process prints nothing: the markers let the launcher
 name the rank that failed. ``SIGUSR1`` makes the worker write every thread's Python stack into its
 log (:mod:`faulthandler`): the launcher sends it to a rank that stopped making progress.
@@ -14,7 +16,7 @@ import re
 import signal
 import socket
 import sys
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 MARK = "[ms-suite worker]"
 STACK_SIGNAL = signal.SIGUSR1
@@ -39,23 +41,18 @@ def read_markers(log_text: str) -> Tuple[Optional[int], Optional[int]]:
     return (int(start.group(2)) if start else None), (int(end.group(1)) if end else None)
 
 
-def main(argv: List[str]) -> int:
-    from ms_suite.cli.main import main as cli_main
-
+def run_framed(command: Callable[[List[str]], int], argv: List[str]) -> int:
+    """``command(argv)`` between the start and exit markers, with stack dumps on :data:`STACK_SIGNAL`."""
     who = identity()
     faulthandler.register(STACK_SIGNAL, all_threads=True)
     launch_env = " ".join(f"{k}={os.environ[k]}" for k in LAUNCH_VARS if k in os.environ)
     print(f"{MARK} {who} pid {os.getpid()} on {socket.gethostname()}: {launch_env}", flush=True)
     code = 1
     try:
-        code = cli_main(argv)
+        code = command(argv)
     except SystemExit as exit_:  # argparse errors and --help
         code = exit_.code if isinstance(exit_.code, int) else 1
     finally:
         sys.stdout.flush()
         print(f"{MARK} {who} exit code {code}", flush=True)
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,8 +1,9 @@
 """FLOPs (2 x multiply-accumulates) and parameter counts, measured with PyNative forward hooks.
 
-Families with other heavy cells add a counter to :data:`FLOP_COUNTERS`:
-``FLOP_COUNTERS[MyCell] = lambda cell, inputs, output: <flops>``. Subclasses of a key are matched
-too (nearest class in the MRO wins), and only registered cells are counted, so register leaves.
+Convolutions and Dense layers are counted here. A family's cell with other heavy ops (attention
+matmuls, a tied decoder) declares them in a ``flops(inputs, output) -> int`` method, which counts that
+cell's own ops (its Dense/Conv children are counted on their own). Cells the suite does not define
+(Golden Stick's quant wrappers) get a counter in :data:`FLOP_COUNTERS` from the module that uses them.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 import mindspore as ms
 from mindspore import nn
+
+from ms_suite.models.registry import create_model, model_info
 
 FlopCounter = Callable[[nn.Cell, tuple, ms.Tensor], int]
 
@@ -28,7 +31,13 @@ def _dense_flops(cell: nn.Dense, inputs: tuple, output: ms.Tensor) -> int:
 FLOP_COUNTERS: Dict[type, FlopCounter] = {nn.Conv2d: _conv2d_flops, nn.Dense: _dense_flops}
 
 
-def _counter_for(cell: nn.Cell) -> Optional[FlopCounter]:
+def _own_flops(cell: nn.Cell, inputs: tuple, output: ms.Tensor) -> int:
+    return cell.flops(inputs, output)
+
+
+def counter_for(cell: nn.Cell) -> Optional[FlopCounter]:
+    if callable(getattr(cell, "flops", None)):
+        return _own_flops
     for cls in type(cell).__mro__:
         if cls in FLOP_COUNTERS:
             return FLOP_COUNTERS[cls]
@@ -50,7 +59,7 @@ def count_flops(net: nn.Cell, input_shape: Tuple[int, ...]) -> int:
     prev_mode, was_training = ms.get_context("mode"), net.training
     ms.set_context(mode=ms.PYNATIVE_MODE)
     handles = [cell.register_forward_hook(hook(counter)) for _, cell in net.cells_and_names()
-               if (counter := _counter_for(cell)) is not None]
+               if (counter := counter_for(cell)) is not None]
     try:
         net.set_train(False)
         net(ms.ops.zeros((1, *input_shape), ms.float32))
@@ -76,8 +85,6 @@ def measure_model(name: str) -> Dict[str, int]:
     """
     import numpy as np
     from mindspore.nn.utils import no_init_parameters
-
-    from ms_suite.models.registry import create_model, model_info
 
     with no_init_parameters():
         net = create_model(name)

@@ -1,8 +1,9 @@
 """Model registry, timm-style: ``@register_model`` on a builder, ``create_model(name)`` to build.
 
 A builder is a function ``fn(num_classes=..., **kwargs) -> mindspore.nn.Cell`` living in one
-family file under ``model_zoo/``. Its registration carries a :class:`ModelInfo` describing the
-default input, the reference accuracy (with its source) and the weight-conversion family.
+family file (or folder) under ``model_zoo/``; :data:`ms_suite.registry.MODELS` finds the families
+there on first lookup. Its registration carries a :class:`ModelInfo` describing the default input,
+the reference accuracy (with its source) and the weight-conversion family.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import inspect
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ms_suite.errors import UserError
+from ms_suite.models.weights import load_pretrained
+from ms_suite.registry import MODELS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,54 +31,39 @@ class ModelInfo:
     # Optional ``fn(builder, path, **kwargs) -> net`` that builds and loads ``pretrained`` itself
     # (e.g. BERT takes its shape from a Hugging Face directory's config.json).
     from_pretrained: Optional[Callable[..., object]] = None
-
-
-_BUILDERS: Dict[str, Callable] = {}
-_INFO: Dict[str, ModelInfo] = {}
+    # Optional ``fn(net) -> ms_suite.runtime.auto_parallel.ParallelLayout``: how the family is split for
+    # tensor/pipeline parallelism (semi-auto/auto parallel); None: data parallel only.
+    parallel_layout: Optional[Callable[..., object]] = None
 
 
 def register_model(family: str, **info) -> Callable[[Callable], Callable]:
-    """Register ``fn`` under its function name with the given :class:`ModelInfo` fields."""
+    """Register ``fn`` in :data:`ms_suite.registry.MODELS` under its function name, with the given
+    :class:`ModelInfo` fields."""
 
     def wrap(fn: Callable) -> Callable:
-        name = fn.__name__
-        if name in _BUILDERS:
-            raise ValueError(f"model {name!r} is registered twice")
-        _BUILDERS[name] = fn
-        _INFO[name] = ModelInfo(name=name, family=family, **info)
+        MODELS.add(fn.__name__, fn, ModelInfo(name=fn.__name__, family=family, **info))
         return fn
 
     return wrap
 
 
-def _load_zoo() -> None:
-    import model_zoo  # noqa: F401  (importing registers every family)
-
-
 def list_models() -> List[str]:
     """Names of every registered model, sorted."""
-    _load_zoo()
-    return sorted(_BUILDERS)
+    return MODELS.names()
 
 
 def model_info(name: str) -> ModelInfo:
-    _load_zoo()
-    _check_name(name)
-    return _INFO[name]
+    return MODELS.meta(name)
+
+
+def model_builder(name: str) -> Callable:
+    """The registered builder function of ``name``."""
+    return MODELS.get(name)
 
 
 def builder_accepts(name: str, argument: str) -> bool:
     """Whether the builder of ``name`` takes the keyword ``argument``."""
-    _load_zoo()
-    _check_name(name)
-    return argument in inspect.signature(_BUILDERS[name]).parameters
-
-
-def _check_name(name: str) -> None:
-    if name not in _BUILDERS:
-        close = difflib.get_close_matches(name, list(_BUILDERS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UserError(f"unknown model {name!r}{hint} (run `ms-suite list` for the zoo)")
+    return argument in inspect.signature(MODELS.get(name)).parameters
 
 
 def create_model(name: str, num_classes: Optional[int] = None, pretrained: Optional[str] = None,
@@ -85,19 +73,15 @@ def create_model(name: str, num_classes: Optional[int] = None, pretrained: Optio
     When the checkpoint's classifier shape differs from ``num_classes`` the classifier is
     dropped with a log line and the rest is loaded.
     """
-    _load_zoo()
-    _check_name(name)
-    builder = _BUILDERS[name]
+    builder, info = MODELS.get(name), MODELS.meta(name)
     _check_kwargs(name, builder, kwargs)
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
-    if pretrained and _INFO[name].from_pretrained is not None:
-        return _INFO[name].from_pretrained(builder, pretrained, **kwargs)
+    if pretrained and info.from_pretrained is not None:
+        return info.from_pretrained(builder, pretrained, **kwargs)
     net = builder(**kwargs)
     if pretrained:
-        from ms_suite.models.weights import load_pretrained
-
-        load_pretrained(net, pretrained, _INFO[name])
+        load_pretrained(net, pretrained, name)
     return net
 
 

@@ -6,7 +6,7 @@ import os
 from typing import List, Optional, Sequence
 
 from ms_suite.errors import UserError
-from ms_suite.profiling.metrics_log import read_metrics
+from ms_suite.engine.callbacks import read_metrics
 
 
 def default_metric(run_dir: str, evals: List[dict]) -> Optional[str]:

@@ -44,6 +44,19 @@ class ModelShape:
     intermediate_size: int
 
 
+@dataclasses.dataclass(frozen=True)
+class ParallelLayout:
+    """How a model splits for tensor and pipeline parallelism (a family's ``ModelInfo.parallel_layout``):
+    ``layers`` are the repeated blocks, ``first``/``last`` the cells before and after them, and
+    ``shard(dp, mp)`` sets the cells' ``shard()`` strategies."""
+
+    first: Sequence
+    layers: Sequence
+    last: Sequence
+    shape: ModelShape
+    shard: Optional[Callable[[int, int], None]] = None
+
+
 def uses_auto_parallel(cfg: ParallelConfig) -> bool:
     return cfg.mode in AUTO_MODES
 
@@ -120,7 +133,7 @@ def check_single_device_build(cfg: ParallelConfig) -> None:
     """eval/export build one whole model: a (semi-)auto recipe must be told so, with merged weights."""
     if uses_auto_parallel(cfg) and not context_active():
         raise UserError(f"parallel.mode={cfg.mode}: training wrote one checkpoint slice per rank "
-                        "(checkpoints/rank_<r>/); merge them with ms_suite.engine.checkpoint.merge_slices(run_dir, "
+                        "(checkpoints/rank_<r>/); merge them with ms_suite.checkpoint.merge_slices(run_dir, "
                         "output) (docs/guides/bert.md: merging sliced checkpoints) and pass the merged file with "
                         "--set parallel.mode=standalone")
 
@@ -154,23 +167,21 @@ def stage_of(index: int, count: int, stages: int) -> int:
     return index * stages // count
 
 
-def apply_layout(cfg: ParallelConfig, layers: Sequence, first: Sequence = (), last: Sequence = (),
-                 shard: Optional[Callable[[int, int], None]] = None) -> List[int]:
-    """Set strategies, pipeline stages and recompute on a model's cells.
-
-    ``layers`` are the repeated blocks (split evenly over the stages and recomputed when asked),
-    ``first`` cells run on stage 0 and ``last`` cells on the final stage; ``shard(dp, mp)`` sets
-    the model's ``shard()`` strategies (semi-auto parallel only). Returns each layer's stage.
+def apply_layout(cfg: ParallelConfig, layout: ParallelLayout) -> List[int]:
+    """Set strategies, pipeline stages and recompute on a model's cells: the repeated ``layers`` are
+    split evenly over the stages (and recomputed when asked), ``first`` cells run on stage 0 and
+    ``last`` cells on the final stage; ``shard`` runs in semi-auto parallel only. Returns each layer's stage.
     """
+    layers = layout.layers
     stages = [stage_of(i, len(layers), cfg.pipeline_stage) for i in range(len(layers))]
-    if cfg.mode == "semi_auto_parallel" and shard is not None:
-        shard(cfg.data_parallel, cfg.model_parallel)
+    if cfg.mode == "semi_auto_parallel" and layout.shard is not None:
+        layout.shard(cfg.data_parallel, cfg.model_parallel)
     if cfg.pipeline_stage > 1:
-        for cell in first:
+        for cell in layout.first:
             cell.pipeline_stage = 0
         for cell, stage in zip(layers, stages):
             cell.pipeline_stage = stage
-        for cell in last:
+        for cell in layout.last:
             cell.pipeline_stage = cfg.pipeline_stage - 1
     if cfg.recompute:
         for cell in layers:

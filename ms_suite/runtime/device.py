@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import importlib.util
 import logging
@@ -192,26 +191,6 @@ def _enable_graph_kernel(cfg: RuntimeConfig, device: str) -> None:
 _CACHE_ENV = ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")
 
 
-@functools.lru_cache(maxsize=None)
-def source_digest() -> str:
-    """A digest of the suite's and the zoo's Python sources (part of every compile-cache key).
-
-    Read once per process: the code a process runs is what it imported, so later runs in it
-    (tuning trials, compression stages) reuse the digest instead of re-reading every file."""
-    import model_zoo
-    import ms_suite
-
-    digest = hashlib.sha1()
-    for package in (ms_suite, model_zoo):
-        root = os.path.dirname(package.__file__)
-        for folder, dirs, files in os.walk(root):
-            dirs.sort()
-            for name in sorted(f for f in files if f.endswith(".py")):
-                with open(os.path.join(folder, name), "rb") as handle:
-                    digest.update(handle.read())
-    return digest.hexdigest()
-
-
 @contextlib.contextmanager
 def compile_cache(info: RuntimeInfo, cfg: RuntimeConfig, fingerprint: str) -> Iterator[Optional[str]]:
     """MindSpore's compile cache, on for the ``with`` block in a folder keyed by ``fingerprint``.
@@ -219,7 +198,8 @@ def compile_cache(info: RuntimeInfo, cfg: RuntimeConfig, fingerprint: str) -> It
     MindSpore 2.7's cache does not notice every change that alters a graph (a cached graph kept
     the learning-rate table of a shorter run and failed with an out-of-range Gather; another kept
     the train step of an older ms-suite, another the optimizer state of a model with more classes),
-    so each distinct ``fingerprint`` (the caller's graph signature) and source tree gets its own folder. The switch is MindSpore's environment, restored on exit: neither a
+    so each distinct ``fingerprint`` (the caller's graph signature, with a digest of the code that
+    builds the graph) gets its own folder. The switch is MindSpore's environment, restored on exit: neither a
     later run in this process nor a child process inherits a folder meant for another graph. With
     ``runtime.compile_cache: false`` the block runs with the cache off. Enter before the first compile.
     """
@@ -228,7 +208,7 @@ def compile_cache(info: RuntimeInfo, cfg: RuntimeConfig, fingerprint: str) -> It
     if cfg.compile_cache and cfg.mode == "graph":
         import mindspore as ms
 
-        key = hashlib.sha1(f"{ms.__version__}|{info.device}|{source_digest()}|{fingerprint}".encode())
+        key = hashlib.sha1(f"{ms.__version__}|{info.device}|{fingerprint}".encode())
         cache_dir = os.path.join(cfg.cache_dir or default_cache_dir(), "compile", key.hexdigest()[:16])
         os.makedirs(cache_dir, exist_ok=True)
         os.environ.update(MS_COMPILER_CACHE_ENABLE="1", MS_COMPILER_CACHE_PATH=cache_dir)

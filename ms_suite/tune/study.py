@@ -33,7 +33,6 @@ HEARTBEAT_S = 30   # a running trial's worker writes a heartbeat this often ...
 GRACE_S = 120      # ... and is presumed dead after this long without one
 INTERRUPTED = "interrupted"
 
-CallbackFactory = Callable[[Config], Sequence[Callback]]
 
 
 class TrialFailed(Exception):
@@ -211,10 +210,10 @@ class Objective:
     """Train one sampled point in ``folder/trial_NNNN`` and return its final eval metric."""
 
     def __init__(self, recipe: str, overrides: Sequence[str], params: Sequence[Param], tune: TuneConfig,
-                 folder: str, callbacks: Optional[CallbackFactory] = None,
+                 folder: str,
                  on_start: Callable[[int, Dict[str, Any]], None] = lambda number, values: None):
         self.recipe, self.overrides, self.params, self.tune = recipe, list(overrides), params, tune
-        self.folder, self.callbacks, self.on_start = folder, callbacks, on_start
+        self.folder, self.on_start = folder, on_start
 
     def __call__(self, trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
@@ -240,10 +239,9 @@ class Objective:
     def _train(self, trial: optuna.Trial, values: Dict[str, Any], run_dir: str) -> float:
         cfg = point_config(self.recipe, self.overrides, values)
         reporter = ReportToTrial(trial, self.tune.metric)
-        extra = list(self.callbacks(cfg)) if self.callbacks else []
         try:
             with _trial_logging():
-                summary = Trainer(cfg, run_dir, callbacks=[reporter, *extra]).fit()
+                summary = Trainer(cfg, run_dir, callbacks=[reporter]).fit()
         finally:
             ms.ms_memory_recycle()  # MindSpore keeps every trained model's graphs and memory cached: free them
         trial.set_user_attr("epochs", summary["epochs"])

@@ -14,7 +14,7 @@ from ms_suite.engine.rundir import RunDir, default_output_dir
 from ms_suite.errors import UserError
 from ms_suite.tune import report
 from ms_suite.tune.space import grid_choices, parse_search_space
-from ms_suite.tune.study import (CallbackFactory, Objective, TrialFailed, build_pruner, build_sampler,
+from ms_suite.tune.study import (Objective, TrialFailed, build_pruner, build_sampler,
                                  check_same_study, count_finished, default_storage, open_storage,
                                  recover_interrupted, redact)
 
@@ -29,9 +29,9 @@ class Tuner:
 
     def __init__(self, recipe: str, overrides: Sequence[str] = (), study: Optional[str] = None,
                  output_dir: Optional[str] = None, storage: Optional[str] = None, trials: Optional[int] = None,
-                 callbacks: Optional[CallbackFactory] = None, echo: Callable[[str], None] = report.echo_line):
+                 echo: Callable[[str], None] = report.echo_line):
         cfg = load_config(recipe, overrides)
-        self.recipe, self.overrides, self.callbacks, self.echo = recipe, list(overrides), callbacks, echo
+        self.recipe, self.overrides, self.echo = recipe, list(overrides), echo
         self.params = parse_search_space(cfg, recipe, overrides)
         self.tune = cfg.tune if trials is None else dataclasses.replace(cfg.tune, trials=trials)
         if self.tune.sampler == "grid":

@@ -15,8 +15,8 @@ from typing import Dict, Optional
 import numpy as np
 
 from ms_suite.config.schema import SummaryConfig
-from ms_suite.engine.callbacks import TrainState
-from ms_suite.profiling.recording import Recorder
+from ms_suite.engine.callbacks.base import TrainState
+from ms_suite.engine.callbacks.recording import Recorder
 
 log = logging.getLogger("ms_suite")
 
@@ -81,21 +81,21 @@ class SummaryCallback(Recorder):
         self.graph_written = False
 
     def open_file(self, state: TrainState) -> Optional[EventFile]:
-        trainer = state.trainer
-        rank = trainer.dist.rank
+        context = state.context
+        rank = context.dist.rank
         if rank != 0 and not self.cfg.all_ranks:
             return None
-        events = EventFile(trainer.run.path if rank == 0 else os.path.join(trainer.run.path, f"rank_{rank}"), rank)
+        events = EventFile(context.run_dir.path if rank == 0 else os.path.join(context.run_dir.path, f"rank_{rank}"), rank)
         log.info("MindInsight summaries: %s", events.path)
         return events
 
     def on_step_end(self, state: TrainState) -> None:
         if self.file is not None and not self.graph_written:
-            self._write_graph(state.trainer.step)
+            self._write_graph(state.context.train_step)
         super().on_step_end(state)
 
     def write_steps(self, state: TrainState, stats: Dict[str, float]) -> None:
-        params = state.trainer.net.trainable_params() if self.cfg.histograms else []
+        params = state.context.net.trainable_params() if self.cfg.histograms else []
         self.file.add(state.step, scalars={"lr": state.lr, **stats}, histograms={p.name: p.asnumpy() for p in params})
         self.file.flush()  # a MindInsight already running shows the run live
 

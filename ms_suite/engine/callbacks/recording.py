@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, Optional
 
-from ms_suite.engine.callbacks import Callback, TrainState
+from ms_suite.engine.callbacks.base import Callback, TrainState
 
 
 class StepWindow:
@@ -90,7 +90,7 @@ class Recorder(Callback):
             return
         self.window.add(state)
         if due(state, self.every):
-            self.write_steps(state, self.window.read(state.trainer.global_batch))
+            self.write_steps(state, self.window.read(state.context.global_batch))
 
     def on_epoch_end(self, state: TrainState) -> None:
         self._record_eval(state)

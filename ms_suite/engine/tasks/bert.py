@@ -15,14 +15,15 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from ms_suite.config import Config
-from ms_suite.data.text import IGNORE_LABEL, TextInfo, read_vocab, text_info
+from ms_suite.data import TextInfo, text_info
+from ms_suite.data.text import IGNORE_LABEL, read_vocab
 from ms_suite.engine.evaluate import Outputs, eval_mode, pad_batch, predict_batches
 from ms_suite.engine.loss import CrossEntropy
-from ms_suite.engine.tasks import Task, register_task
+from ms_suite.engine.tasks.base import Task, register_task
 from ms_suite.errors import UserError
-from ms_suite.models import create_model
-from ms_suite.runtime.auto_parallel import (ModelShape, apply_layout, check_device, check_layout,
-                                            check_single_device_build, pipeline_loss, uses_auto_parallel)
+from ms_suite.models import create_model, model_info
+from ms_suite.runtime.auto_parallel import (apply_layout, check_device, check_layout, check_single_device_build,
+                                            pipeline_loss, uses_auto_parallel)
 
 
 # --------------------------------------------------------------------------- model checks
@@ -49,19 +50,18 @@ def check_fits(config, info: TextInfo, cfg: Config) -> None:
 
 
 def _layout(net: nn.Cell, cfg: Config) -> None:
-    from model_zoo.bert import backbone, pipeline_parts, shard_bert
-
+    """Lay the model out for tensor/pipeline parallelism as its family declares (``ModelInfo.parallel_layout``)."""
     parallel = cfg.parallel
     check_device(parallel, ms.get_context("device_target"))
-    config = net.config
+    declared = model_info(cfg.model.name).parallel_layout
+    if declared is None:
+        return
+    layout = declared(net)
     if uses_auto_parallel(parallel):
         from mindspore.communication import get_group_size
 
-        shape = ModelShape(config.num_hidden_layers, config.num_attention_heads, config.hidden_size,
-                           config.intermediate_size)
-        check_layout(parallel, get_group_size(), shape, cfg.train.batch_size)
-    first, layers, last = pipeline_parts(net)
-    apply_layout(parallel, layers, first, last, shard=lambda dp, mp: shard_bert(backbone(net), dp, mp))
+        check_layout(parallel, get_group_size(), layout.shape, cfg.train.batch_size)
+    apply_layout(parallel, layout)
 
 
 def _zeros(batch_size: int, seq_len: int) -> Tuple[Tensor, ...]:

@@ -4,7 +4,7 @@ MFU = training FLOPs per sample x samples/s / (peak FLOP/s per device x devices;
 once, however many ranks share it). Training FLOPs
 per sample = 3 x the forward pass (the backward pass costs about twice the forward: gradients for
 activations and for weights), counted by :func:`ms_suite.models.flops.count_flops` on the
-trainer's input shape, unless the task counts them itself (``task.flops_per_sample(cfg, info)``).
+task's count (:meth:`ms_suite.engine.tasks.Task.flops_per_sample`).
 
 The peak comes from ``runtime.peak_tflops`` when set, else from :data:`DEVICE_PEAKS` (vendor
 figures, dense, for the precision the recipe trains in), else, on CPU, from
@@ -18,7 +18,7 @@ import os
 import re
 from typing import Optional, Tuple
 
-from ms_suite.engine.callbacks import Callback, TrainState
+from ms_suite.engine.callbacks.base import Callback, RunContext, TrainState
 
 log = logging.getLogger("ms_suite")
 
@@ -156,16 +156,6 @@ def resolve_peak(device: str, device_id: int, amp_level: str, override: Optional
         None, f"{device} {name!r} is not in the peak table; set runtime.peak_tflops")
 
 
-def training_flops_per_sample(trainer) -> int:
-    """Forward + backward FLOPs of one sample: the task's count when it has one, else 3 x forward."""
-    counter = getattr(trainer.task, "flops_per_sample", None)
-    if counter is not None:
-        return int(counter(trainer.cfg, trainer.info))
-    from ms_suite.models.flops import count_flops
-
-    return 3 * count_flops(trainer.net, tuple(trainer.info.input_shape))
-
-
 class MfuReport(Callback):
     """Adds throughput figures to summary.json: the per-step split into data wait and compute
     (ms), model FLOPs per sample, achieved TFLOPS, the device peak and where it comes from, MFU."""
@@ -174,17 +164,17 @@ class MfuReport(Callback):
         self.peak_tflops = peak_tflops
 
     def on_train_end(self, state: TrainState) -> None:
-        trainer, timing = state.trainer, state.timing
-        steps = timing.samples / trainer.global_batch
+        context, timing = state.context, state.timing
+        steps = timing.samples / context.global_batch
         if steps:
             state.summary.update(step_data_ms=round(1000 * timing.data_s / steps, 3),
                                  step_compute_ms=round(1000 * timing.compute_s / steps, 3))
-        flops = self._flops(trainer)
-        peak = resolve_peak(trainer.runtime.device, trainer.cfg.runtime.device_id, trainer.cfg.train.amp_level,
+        flops = self._flops(context)
+        peak = resolve_peak(context.runtime.device, context.cfg.runtime.device_id, context.cfg.train.amp_level,
                             self.peak_tflops)
         achieved = (flops or 0) * timing.samples_per_s / 1e12  # all devices together
         # Ranks on a CPU host share its cores (msrun starts them on one machine): count its peak once.
-        devices = 1 if trainer.runtime.device == "CPU" else trainer.dist.world_size
+        devices = 1 if context.runtime.device == "CPU" else context.dist.world_size
         mfu = achieved / (peak.tflops * devices) if peak.tflops and achieved else None
         state.summary.update(model_flops_per_sample=flops, achieved_tflops=round(achieved, 6),
                              peak_tflops=peak.tflops, peak_tflops_source=peak.source,
@@ -193,12 +183,12 @@ class MfuReport(Callback):
                  f"{100 * mfu:.2f}%" if mfu is not None else "n/a", achieved, peak.tflops, devices, peak.source)
 
     @staticmethod
-    def _flops(trainer) -> Optional[int]:
+    def _flops(context: RunContext) -> Optional[int]:
         try:
-            return training_flops_per_sample(trainer)
+            return int(context.task.flops_per_sample(context.net, context.cfg, context.data_info))
         except Exception as err:  # noqa: BLE001 - a model the shape-based counter cannot feed: report, keep the run
-            log.warning("MFU: cannot count the FLOPs of %s (%s: %s); give its task a flops_per_sample(cfg, info)",
-                        trainer.cfg.model.name, type(err).__name__, (str(err).strip().splitlines() or [""])[0])
+            log.warning("MFU: cannot count the FLOPs of %s (%s: %s); override its task's flops_per_sample",
+                        context.cfg.model.name, type(err).__name__, (str(err).strip().splitlines() or [""])[0])
             return None
 
 

@@ -26,7 +26,7 @@ import shutil
 from typing import Any, Dict, List, Optional, Tuple
 
 from ms_suite.config.schema import ProfileConfig
-from ms_suite.engine.callbacks import Callback, TrainState
+from ms_suite.engine.callbacks.base import Callback, TrainState
 from ms_suite.errors import UserError
 
 log = logging.getLogger("ms_suite")
@@ -97,11 +97,11 @@ class ProfileWindow(Callback):
             return
         from mindspore.profiler import profile, schedule, tensorboard_trace_handler
 
-        trainer = state.trainer
+        context = state.context
         first, last = self.window
-        self.raw_dir = os.path.join(trainer.run.path, PROFILER_DIR, f"rank_{trainer.dist.rank}")
+        self.raw_dir = os.path.join(context.run_dir.path, PROFILER_DIR, f"rank_{context.dist.rank}")
         # Step k of this process runs under schedule action k-1: skip the steps before the window.
-        self.prof = profile(activities=_activities(trainer.runtime.device),
+        self.prof = profile(activities=_activities(context.runtime.device),
                             schedule=schedule(wait=0, warmup=0, active=last - first + 1, repeat=1,
                                               skip_first=first - state.step - 1),
                             on_trace_ready=tensorboard_trace_handler(self.raw_dir))
@@ -123,20 +123,20 @@ class ProfileWindow(Callback):
         import mindspore as ms
 
         self.prof = None
-        trainer = state.trainer
+        context = state.context
         profiler_dir = os.path.dirname(self.raw_dir)
-        info = {"ms_version": ms.__version__, "device_target": trainer.runtime.device,
-                "context_mode": trainer.runtime.mode, "is_heterogeneous": False,
-                "rank_id": trainer.dist.rank, "rank_size": trainer.dist.world_size,
-                "parallel_mode": trainer.cfg.parallel.mode, "stage_num": trainer.cfg.parallel.pipeline_stage,
+        info = {"ms_version": ms.__version__, "device_target": context.runtime.device,
+                "context_mode": context.runtime.mode, "is_heterogeneous": False,
+                "rank_id": context.dist.rank, "rank_size": context.dist.world_size,
+                "parallel_mode": context.cfg.parallel.mode, "stage_num": context.cfg.parallel.pipeline_stage,
                 "profile_steps": list(self.window)}
         output = _newest_output(self.raw_dir)
-        copied = layout_for_mindinsight(profile_files(self.raw_dir), profiler_dir, trainer.dist.rank, info)
+        copied = layout_for_mindinsight(profile_files(self.raw_dir), profiler_dir, context.dist.rank, info)
         trace = os.path.join(output, "ASCEND_PROFILER_OUTPUT", "trace_view.json") if output else ""
         trace = trace if os.path.isfile(trace) else None
         if not copied:
             log.warning("profile: MindInsight 2.3.1 reads none of the files MindSpore wrote for %s; open %s "
-                        "in MindStudio Insight", trainer.runtime.device, output or self.raw_dir)
+                        "in MindStudio Insight", context.runtime.device, output or self.raw_dir)
         state.summary.update(profile_steps=list(self.window), profile_dir=profiler_dir, profile_trace=trace)
         log.info("profile of steps %d-%d: %s%s", *self.window, profiler_dir, f" (trace {trace})" if trace else "")
 

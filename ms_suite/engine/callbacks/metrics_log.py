@@ -11,9 +11,9 @@ import json
 import os
 from typing import Any, Dict, List
 
-from ms_suite.engine.callbacks import TrainState
+from ms_suite.engine.callbacks.base import TrainState
 from ms_suite.errors import UserError
-from ms_suite.profiling.recording import Recorder
+from ms_suite.engine.callbacks.recording import Recorder
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -22,8 +22,8 @@ class MetricsLog(Recorder):
     """Writes ``<run>/metrics.jsonl`` on the main rank."""
 
     def open_file(self, state: TrainState):
-        trainer = state.trainer
-        return open(os.path.join(trainer.run.path, METRICS_FILE), "a") if trainer.dist.is_main else None
+        context = state.context
+        return open(os.path.join(context.run_dir.path, METRICS_FILE), "a") if context.dist.is_main else None
 
     def write_steps(self, state: TrainState, stats: Dict[str, float]) -> None:
         self._write(state, lr=state.lr, **stats)

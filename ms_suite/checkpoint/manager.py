@@ -29,7 +29,7 @@ import mindspore as ms
 from mindspore import nn
 
 from ms_suite.errors import UserError
-from ms_suite.models.weights import META_KEY, read_checkpoint
+from ms_suite.checkpoint.format import META_KEY, read_checkpoint
 
 log = logging.getLogger("ms_suite")
 

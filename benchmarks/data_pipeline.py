@@ -57,10 +57,10 @@ def drain(data, batch: int, images: int) -> Tuple[float, float]:
 
 
 def wait_share(cfg, steps: int, workdir: str) -> float:
-    from ms_suite.engine.trainer import Trainer
+    from ms_suite import api
 
     out = tempfile.mkdtemp(dir=workdir)
-    Trainer(cfg, out, callbacks=[stop_after(steps)], progress=False).fit()
+    api.train(cfg, out, callbacks=[stop_after(steps)], progress=False)
     with open(os.path.join(out, "summary.json")) as fh:
         return json.load(fh)["data_wait_share"]
 

@@ -30,10 +30,10 @@ def add_arguments(parser) -> None:
 
 
 def suite_run(cfg, steps: int, workdir: str) -> float:
-    from ms_suite.engine.trainer import Trainer
+    from ms_suite import api
 
     timer = stop_after(steps)
-    Trainer(cfg, tempfile.mkdtemp(dir=workdir), callbacks=[timer], progress=False).fit()
+    api.train(cfg, tempfile.mkdtemp(dir=workdir), callbacks=[timer], progress=False)
     return timer.samples_per_s(cfg.train.batch_size)
 
 

@@ -1,7 +1,7 @@
 """What the per-step bookkeeping costs, against real step times on this machine.
 
 Every run times each optimizer step as data wait + compute (``Trainer._optimizer_step``) and
-records metrics.jsonl and the MFU report (``run_callbacks``); MindInsight summaries are optional.
+records metrics.jsonl and the MFU report (``recipe_callbacks``); MindInsight summaries are optional.
 This measures, per optimizer step:
 
 * split: ``Trainer._optimizer_step`` minus a bare loop that only fetches the batch, runs the step
@@ -71,9 +71,9 @@ def split_cost_us() -> float:
 
 
 def fake_state(run_dir: str):
-    trainer = types.SimpleNamespace(dist=types.SimpleNamespace(is_main=True, rank=0), global_batch=32,
-                                    run=types.SimpleNamespace(path=run_dir), step=None, net=None)
-    return types.SimpleNamespace(trainer=trainer, step=0, epoch=0, step_in_epoch=0, steps_per_epoch=10**9,
+    context = types.SimpleNamespace(dist=types.SimpleNamespace(is_main=True, rank=0), global_batch=32,
+                                    run_dir=types.SimpleNamespace(path=run_dir), train_step=None, net=None)
+    return types.SimpleNamespace(context=context, step=0, epoch=0, step_in_epoch=0, steps_per_epoch=10**9,
                                  loss=0.5, lr=0.1, data_s=0.001, compute_s=0.02, metrics={})
 
 
@@ -106,12 +106,10 @@ def summary_callback():
 
 
 def real_step_ms(overrides, runs_dir: str, name: str) -> float:
-    from ms_suite.cli.run import run_callbacks
-    from ms_suite.config import load_config
-    from ms_suite.engine.trainer import Trainer
+    from ms_suite import api
 
-    cfg = load_config(os.path.join(ROOT, "configs", "quickstart.yaml"), ["train.epochs=1", *overrides])
-    summary = Trainer(cfg, os.path.join(runs_dir, name), callbacks=run_callbacks(cfg), progress=False).fit()
+    summary = api.train(os.path.join(ROOT, "configs", "quickstart.yaml"), os.path.join(runs_dir, name),
+                        overrides=["train.epochs=1", *overrides], progress=False)
     return summary["step_data_ms"] + summary["step_compute_ms"]
 
 

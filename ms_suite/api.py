@@ -43,16 +43,19 @@ def default_output_dir(recipe: ConfigLike, cfg: Config) -> str:
 
 
 def train(recipe: ConfigLike, output_dir: Optional[str] = None, resume: Optional[str] = None,
-          overrides: Sequence[str] = ()) -> Dict[str, Any]:
+          overrides: Sequence[str] = (), callbacks: Sequence[Any] = (), progress: bool = True) -> Dict[str, Any]:
     """Train a recipe into a run directory; returns its ``summary.json`` contents.
 
-    ``resume``: ``"auto"`` (the newest valid checkpoint in ``output_dir``) or a checkpoint path."""
+    ``resume``: ``"auto"`` (the newest valid checkpoint in ``output_dir``) or a checkpoint path.
+    ``callbacks`` (:class:`ms_suite.engine.callbacks.Callback`) run after the recipe's own;
+    ``progress=False`` keeps the progress display off."""
     from ms_suite.engine.trainer import Trainer
 
     cfg = resolve_config(recipe, overrides)
     if resume and resume != "auto" and not os.path.isfile(resume):
         raise UserError(f"--resume {resume}: no such checkpoint (use --resume auto or a .ckpt path)")
-    return Trainer(cfg, output_dir or default_output_dir(recipe, cfg), resume=resume).fit()
+    return Trainer(cfg, output_dir or default_output_dir(recipe, cfg), resume=resume, callbacks=callbacks,
+                   progress=progress).fit()
 
 
 def _trained_model(cfg: Config, checkpoint: str):

@@ -67,13 +67,14 @@ def test_large_recipe_on_cpu_is_a_one_line_error(tmp_path):
 
 
 def test_bert_layout_sets_strategies_stages_and_recompute():
-    from model_zoo.bert import backbone, pipeline_parts, shard_bert
     from ms_suite.engine.tasks.bert import PretrainingLoss
+    from ms_suite.models import model_info
 
     net = ms_suite.create_model("bert_tiny_pretraining", vocab_size=50, num_hidden_layers=4)
     cfg = _semi(data_parallel=2, model_parallel=2, pipeline_stage=2, micro_batch_num=2, recompute=True)
-    first, layers, last = pipeline_parts(net)
-    stages = apply_layout(cfg, layers, first, last, shard=lambda dp, mp: shard_bert(backbone(net), dp, mp))
+    layout = model_info("bert_tiny_pretraining").parallel_layout(net)
+    first, layers, last = layout.first, layout.layers, layout.last
+    stages = apply_layout(cfg, layout)
     assert stages == [0, 0, 1, 1]
     assert [c.pipeline_stage for c in first] == [0] and all(c.pipeline_stage == 1 for c in last)
     assert all(layer._has_config_recompute for layer in layers)  # noqa: SLF001 (MindSpore's flag)
@@ -90,7 +91,7 @@ def test_semi_auto_layout_checks_then_lays_out_the_model(monkeypatch):
     import mindspore as ms
     import mindspore.communication as comm
 
-    from ms_suite.engine.tasks.bert import _layout
+    from ms_suite.engine.tasks.bert import lay_out_model
 
     cfg = load_config(os.path.join(ROOT, "configs/bert/bert_large_pretrain.yaml"))  # data 1 x model 4 x pipe 2
     monkeypatch.setattr(ms, "get_context", lambda key: "Ascend")
@@ -100,9 +101,9 @@ def test_semi_auto_layout_checks_then_lays_out_the_model(monkeypatch):
         for shape, message in ((dict(), "does not divide the model's num_attention_heads 2"),
                                (dict(num_attention_heads=4, num_hidden_layers=1), "pipeline_stage=2 exceeds")):
             with pytest.raises(UserError, match=message):
-                _layout(ms_suite.create_model("bert_tiny_pretraining", vocab_size=50, **shape), cfg)
+                lay_out_model(ms_suite.create_model("bert_tiny_pretraining", vocab_size=50, **shape), cfg)
         net = ms_suite.create_model("bert_tiny_pretraining", vocab_size=50, num_attention_heads=4)
-        _layout(net, cfg)
+        lay_out_model(net, cfg)
     finally:
         ms.reset_auto_parallel_context()
     layers = net.bert.encoder.layer

@@ -39,7 +39,7 @@ def test_inheritance_and_overrides(tmp_path):
 @pytest.mark.parametrize("override, fragment", [
     ("train.lrr=0.1", "did you mean `train.lr`"),
     ("train.epochs=0", "`train.epochs` = 0 is invalid: expected a value >= 1"),
-    ("train.optimizer=adam", "one of sgd, adamw, lamb"),
+    ("train.optimizer=adam", "unknown optimizer 'adam'; did you mean 'adamw'? (known: adamw, lamb, sgd)"),
     ("train.epochs=ten", "expected an integer"),
     ("data.augment=maybe", "true or false"),
     ("train", "expected KEY=VALUE"),

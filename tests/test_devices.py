@@ -81,7 +81,7 @@ def test_unipruner_saves_under_this_process_rank(tmp_path, monkeypatch, inited, 
     monkeypatch.setattr(comm, "get_rank", lambda group=None: 3)
     cfg = load_config(os.path.join(ROOT, "configs/compress/resnet18_digits_unipruner.yaml"))
     info = DatasetInfo(num_classes=10, input_shape=(1, 8, 8), num_samples={"train": 0, "eval": 0})
-    ctx = TrainContext(cfg, str(tmp_path), [], "Ascend", info, None)
+    ctx = TrainContext(cfg, str(tmp_path), "Ascend", info, None)
     pruner = build_algorithm(cfg).uni_pruner(ctx)
     assert pruner._callback.rank == rank and pruner._callback.save_model  # Ascend: saves every frequency epochs
 
@@ -118,7 +118,7 @@ def test_logged_lr_follows_the_optimizer_position_after_skipped_overflow_steps(t
         rows = []
 
         def on_step_end(self, state):
-            self.rows.append((state.step, state.lr, int(state.trainer.step.optimizer.global_step.asnumpy().item())))
+            self.rows.append((state.step, state.lr, int(state.context.train_step.optimizer.global_step.asnumpy().item())))
 
     cfg = load_config(os.path.join(ROOT, "configs/quickstart.yaml"),
                       TINY_DIGITS + ["train.epochs=1", "train.loss_scale=dynamic", "train.loss_scale_value=3e38"])

@@ -199,7 +199,7 @@ def test_sliced_setup_reads_the_global_batch_and_saves_per_rank(sliced_trainer, 
 
     trainer.ckpt.save(trainer.state_cell, 7, {"epoch": 0, "step": 7, "step_in_epoch": 7})
     trainer.resume = str(tmp_path / "run" / "checkpoints" / "rank_0" / "step_00000007.ckpt")  # rank 0's name
-    state = TrainState(epochs=1, steps_per_epoch=trainer.steps_per_epoch, trainer=trainer)
+    state = TrainState(epochs=1, steps_per_epoch=trainer.steps_per_epoch)
     trainer._restore(state)
     path, params = trainer._pending_slice  # loaded after the step compiles, when parameters are sliced
     assert path.endswith(os.path.join("rank_1", "step_00000007.ckpt")) and "loss_scale" in params

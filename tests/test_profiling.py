@@ -9,7 +9,7 @@ from conftest import TINY, cli
 from ms_suite.config.schema import ProfileConfig
 from ms_suite.errors import UserError
 from ms_suite.engine.callbacks import cpu_peak, read_metrics, resolve_peak
-from ms_suite.engine.callbacks.mfu import lookup_peak, training_flops_per_sample
+from ms_suite.engine.callbacks.mfu import lookup_peak
 from ms_suite.engine.callbacks.profile_window import check_window, plan_window
 
 
@@ -112,12 +112,16 @@ def test_peak_override_and_unknown_device():
 
 
 def test_task_can_count_its_own_flops():
-    class CountingTask:
-        def flops_per_sample(self, cfg, info):
-            return 6 * 110_000_000 * info.seq_len
+    from ms_suite.engine.callbacks import MfuReport
+    from ms_suite.engine.tasks import get_task
 
-    trainer = types.SimpleNamespace(task=CountingTask(), cfg=None, info=types.SimpleNamespace(seq_len=128))
-    assert training_flops_per_sample(trainer) == 6 * 110_000_000 * 128
+    class CountingTask(type(get_task("image-classification"))):
+        def flops_per_sample(self, net, cfg, data_info):
+            return 6 * 110_000_000 * data_info.seq_len
+
+    context = types.SimpleNamespace(task=CountingTask(), net=None, cfg=None,
+                                    data_info=types.SimpleNamespace(seq_len=128))
+    assert MfuReport._flops(context) == 6 * 110_000_000 * 128
 
 
 @pytest.mark.slow

@@ -57,7 +57,7 @@ def write_recipe(folder, search_space, tune=None, name="recipe.yaml"):
     ({"model.name": {"type": "float", "low": 1, "high": 2}},
      "`model.name` is not a number; search it with {type: categorical"),
     ({"train.optimizer": {"type": "categorical", "choices": ["sgd", "adam"]}},
-     "choice 'adam': `train.optimizer` = 'adam' is invalid: expected one of sgd, adamw, lamb"),
+     "choice 'adam': `train.optimizer`: unknown optimizer 'adam'; did you mean 'adamw'?"),
     ({"train.betas": {"type": "categorical", "choices": [[0.9, 0.99]]}}, "each choice must be a number, text"),
     ({"tune.trials": {"type": "int", "low": 1, "high": 5}}, "`tune` keys cannot be searched"),
 ])

@@ -72,7 +72,7 @@ def compress(cfg: Config, output_dir: str) -> Dict[str, Any]:
     header = {"algorithm": algorithm.name, "settings": dataclasses.asdict(algorithm.settings),
               "model": cfg.model.name, "dataset": cfg.data.name, "device": runtime.device,
               "pretrained": cfg.model.pretrained, "run_dir": run.path, "peak_rss_mb": peak_rss_mb()}
-    report = build_report(header, before, after, layers, algorithm.notes, cfg.checkpoint.monitor)
+    report = build_report(header, before, after, layers, algorithm.notes, cfg.checkpoint.monitor or ctx.task.monitor)
     report["baselines"] = baselines
     write_report(report, os.path.join(run.path, REPORT_NAME))
     return report

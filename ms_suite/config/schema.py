@@ -108,7 +108,8 @@ class CheckpointConfig:
                         ge=1)
     async_save: bool = _f(False, "write checkpoints in a background thread (the step waits only for a host copy)")
     keep_best: bool = _f(True, "keep best.ckpt for the monitored metric")
-    monitor: str = _f("top1", "metric that decides best.ckpt (higher is better)")
+    monitor: Optional[str] = _f(None, "metric that decides best.ckpt (higher is better); null: the task's own "
+                                      "(top1 for images, accuracy for text, mlm_accuracy for BERT pretraining)")
 
 
 @dataclasses.dataclass

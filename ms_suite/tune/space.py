@@ -134,6 +134,8 @@ def _number(value: Any, name: str) -> float:
 
 def _check_value(key: str, value: Any, what: str, kind: str, recipe: str, overrides: List[str], fail) -> Any:
     """Load the recipe with ``key`` set to ``value``; return the value as the recipe types it."""
+    if kind != "categorical" and isinstance(_recipe_value(recipe, overrides, key), str):
+        raise fail(f"`{key}` is not a number; search it with {EXAMPLES['categorical']}")
     try:
         cfg = load_config(recipe, overrides + to_overrides({key: value}))
     except UserError as err:
@@ -142,6 +144,14 @@ def _check_value(key: str, value: Any, what: str, kind: str, recipe: str, overri
     if kind != "categorical" and (isinstance(resolved, bool) or not isinstance(resolved, (int, float))):
         raise fail(f"`{key}` is not a number; search it with {EXAMPLES['categorical']}")
     return resolved
+
+
+def _recipe_value(recipe: str, overrides: List[str], key: str) -> Any:
+    """The recipe's own value of ``key`` (None when the schema has no such key)."""
+    try:
+        return _get_dotted(to_dict(load_config(recipe, overrides)), key)
+    except (KeyError, TypeError):
+        return None
 
 
 def _get_dotted(tree: Dict[str, Any], key: str) -> Any:

@@ -79,7 +79,7 @@ class Tuner:
         for trial in trials:
             if trial.state.is_finished():
                 table.finished(trial)
-        objective = Objective(self.recipe, self.overrides, self.params, self.tune, self.folder, self.callbacks,
+        objective = Objective(self.recipe, self.overrides, self.params, self.tune, self.folder,
                               on_start=table.started)
 
         def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

@@ -49,7 +49,7 @@ def check_fits(config, info: TextInfo, cfg: Config) -> None:
                         f"set data.vocab to {cfg.model.pretrained}")
 
 
-def _layout(net: nn.Cell, cfg: Config) -> None:
+def lay_out_model(net: nn.Cell, cfg: Config) -> None:
     """Lay the model out for tensor/pipeline parallelism as its family declares (``ModelInfo.parallel_layout``)."""
     parallel = cfg.parallel
     check_device(parallel, ms.get_context("device_target"))
@@ -95,7 +95,7 @@ class _BertTask(Task):
         net = create_model(cfg.model.name, num_classes=num_classes, pretrained=cfg.model.pretrained, **kwargs)
         if info is not None:
             check_fits(net.config, info, cfg)
-        _layout(net, cfg)
+        lay_out_model(net, cfg)
         return net, num_classes
 
     def example_inputs(self, cfg, data_info, batch_size):

@@ -57,7 +57,7 @@ def main() -> None:
     peak = cpu_peak()
     rows = [r for i, r in enumerate(ROWS) if not args.quick or i in QUICK_ROWS]
     if not bert_registered():
-        progress("BERT models are not registered (model_zoo/bert.py): skipping the BERT rows")
+        progress("BERT models are not registered (model_zoo/bert/): skipping the BERT rows")
         rows = [r for r in rows if "BERT" not in r.label]
     load, results, table = LoadWatch(args.wait_quiet), [], []
     for row in rows:

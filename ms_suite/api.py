@@ -180,3 +180,82 @@ def compare(run_dirs: Sequence[str], threads: Optional[int] = None, repeats: int
     return {"headers": TABLE_HEADERS, "rows": table_rows(variants), "threads": threads, "repeats": repeats,
             "plot": plot(variants, plot_file, threads),
             "table": write_json(variants, os.path.splitext(plot_file)[0] + ".json", threads)}
+
+
+def plot(run_dirs: Sequence[str], output: str, metric: Optional[str] = None) -> str:
+    """Learning curves (loss, lr, the eval metric) of runs in one PNG; returns its path."""
+    from ms_suite.profiling.plot import plot_runs
+
+    return plot_runs(run_dirs, output, metric)
+
+
+def insight_start(runs: str, port: int) -> str:
+    """Start MindInsight (from its own environment) on the runs under ``runs``; returns its URL."""
+    from ms_suite.profiling import insight
+
+    return insight.start(runs, port)
+
+
+def insight_stop(port: int) -> None:
+    """Stop the MindInsight server on ``port``."""
+    from ms_suite.profiling import insight
+
+    insight.stop(port)
+
+
+def prepare_vocab(inputs: Sequence[str], output: str, vocab_size: int = 30522, min_frequency: int = 2,
+                  lower_case: bool = True) -> Dict[str, Any]:
+    """Train a WordPiece ``vocab.txt`` (and ``tokenizer_config.json``) in ``output`` from raw text files."""
+    from ms_suite.data.vocab import build_wordpiece_vocab
+
+    return build_wordpiece_vocab(inputs, output, vocab_size, min_frequency, lower_case)
+
+
+def prepare_bert(inputs: Sequence[str], vocab: str, output: str, lower_case: Optional[bool] = None,
+                 **options: Any) -> Dict[str, Any]:
+    """Write BERT pretraining shards (masked LM + next sentence) from raw text; ``options`` are
+    :class:`ms_suite.data.bert_pretraining.PretrainingOptions` fields. Returns what was written."""
+    from ms_suite.data.bert_pretraining import PretrainingOptions, create_pretraining_data
+    from ms_suite.data.text import WordPieceTokenizer
+
+    opts = PretrainingOptions(**options)
+    meta = create_pretraining_data(inputs, WordPieceTokenizer(vocab, lower_case), output, opts)
+    return {**meta, "seq_len": opts.seq_len, "max_predictions": opts.predictions}
+
+
+def launch(kind: str, **flags: Any) -> int:
+    """Run a launch script's job: ``standalone`` (train on one device), ``eval`` or ``distribute``
+    (this node's ranks under msrun or an Ascend rank table, supervised). ``flags`` are the fields of
+    :class:`ms_suite.launch.jobs.LaunchJob`; returns the job's exit code."""
+    from ms_suite.launch import jobs
+
+    runners = {"standalone": jobs.run_standalone, "eval": jobs.run_eval, "distribute": jobs.run_distribute}
+    if kind not in runners:
+        raise UserError(f"unknown launch job {kind!r}; use one of {', '.join(runners)}")
+    return runners[kind](jobs.LaunchJob(**flags))
+
+
+def read_rank_table(path: str):
+    """Load and check an Ascend rank table (HCCL json); a bad one raises ``RankTableError`` listing
+    every problem."""
+    from ms_suite.launch.rank_table import load_rank_table
+
+    return load_rank_table(path)
+
+
+def write_rank_table(hosts: Sequence[str], devices_per_host: int, output: str, pattern: Optional[str] = None,
+                     hccn_confs: Sequence[str] = ()):
+    """Write a rank table (hccl json v1.0) for ``hosts`` with device IPs from a pattern or each host's
+    ``/etc/hccn.conf``; returns the table as read back."""
+    import json
+
+    from ms_suite.launch.rank_table import build_rank_table, check_rank_table, device_ip_table, load_rank_table
+
+    if devices_per_host < 1:
+        raise UserError(f"--devices-per-host {devices_per_host} must be at least 1")
+    table = build_rank_table(list(hosts), device_ip_table(list(hosts), devices_per_host, pattern=pattern,
+                                                          hccn_confs=hccn_confs))
+    check_rank_table(table, output)
+    with open(output, "w") as fh:
+        json.dump(table, fh, indent=4)
+    return load_rank_table(output)

@@ -32,24 +32,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_insight_start(args: argparse.Namespace) -> int:
-    from ms_suite.profiling import insight
+    from ms_suite import api
 
-    url = insight.start(args.runs, args.port)
+    url = api.insight_start(args.runs, args.port)
     print(format_mapping([("MindInsight", url), ("runs", args.runs),
                           ("stop with", f"ms-suite insight stop --port {args.port}")]))
     return 0
 
 
 def cmd_insight_stop(args: argparse.Namespace) -> int:
-    from ms_suite.profiling import insight
+    from ms_suite import api
 
-    insight.stop(args.port)
+    api.insight_stop(args.port)
     print(f"stopped MindInsight on port {args.port}")
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from ms_suite.profiling.plot import plot_runs
+    from ms_suite import api
 
-    print(f"wrote {plot_runs(args.runs, args.output, args.metric)}")
+    print(f"wrote {api.plot(args.runs, args.output, args.metric)}")
     return 0

@@ -6,8 +6,6 @@ The scripts run ``python -m ms_suite.cli.launch {standalone,distribute,eval} ARG
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from typing import List, Optional
 
@@ -49,10 +47,11 @@ def _summary(table) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from ms_suite.launch.rank_table import RankTableError, load_rank_table
+    from ms_suite import api
+    from ms_suite.launch.rank_table import RankTableError
 
     try:
-        table = load_rank_table(args.file)
+        table = api.read_rank_table(args.file)
     except RankTableError as err:
         for problem in err.problems:
             print(f"error: {args.file}: {problem}", file=sys.stderr)
@@ -63,19 +62,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from ms_suite.launch.rank_table import build_rank_table, check_rank_table, device_ip_table, load_rank_table
+    from ms_suite import api
 
     hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
-    if args.devices_per_host < 1:
-        raise UserError(f"--devices-per-host {args.devices_per_host} must be at least 1")
-    device_ips = device_ip_table(hosts, args.devices_per_host, pattern=args.device_ip_pattern,
-                                 hccn_confs=args.hccn_conf or ())
-    table = build_rank_table(hosts, device_ips)
     output = args.output or f"hccl_{len(hosts) * args.devices_per_host}p.json"
-    check_rank_table(table, output)
-    with open(output, "w") as fh:
-        json.dump(table, fh, indent=4)
-    print(_summary(load_rank_table(output)))
+    table = api.write_rank_table(hosts, args.devices_per_host, output, args.device_ip_pattern, args.hccn_conf or ())
+    print(_summary(table))
     print(f"wrote {output}")
     return 0
 
@@ -100,7 +92,7 @@ def build_script_parser() -> argparse.ArgumentParser:
     _device_args(one, device_id=True)
     one.add_argument("--output-dir", help="run directory (default runs/<recipe>-<timestamp>)")
     one.add_argument("--resume", metavar="auto|CKPT", help="continue a run (see `ms-suite train --help`)")
-    one.set_defaults(func=run_standalone)
+    one.set_defaults(func=_job_runner("standalone"))
 
     dist = sub.add_parser("distribute", prog="scripts/run_distribute_train.sh",
                           description="Data-parallel training with msrun (Ascend, GPU, CPU) or an Ascend rank "
@@ -127,142 +119,25 @@ def build_script_parser() -> argparse.ArgumentParser:
                       help="a rank whose step has not advanced for S seconds has hung: its Python stack goes "
                            "to its log and the job stops (or restarts); S must cover start-up, graph compile "
                            "and evaluation (default: off)")
-    dist.set_defaults(func=run_distribute)
+    dist.set_defaults(func=_job_runner("distribute"))
 
     ev = sub.add_parser("eval", prog="scripts/run_eval.sh", description="Evaluate a checkpoint on one device.")
     add_recipe_args(ev)
     ev.add_argument("--checkpoint", required=True, help="checkpoint to evaluate")
     _device_args(ev, device_id=True)
-    ev.set_defaults(func=run_eval)
+    ev.set_defaults(func=_job_runner("eval"))
     return parser
 
 
-def _device_overrides(args: argparse.Namespace) -> List[str]:
-    sets = [f"runtime.device={args.device}"] if args.device else []
-    if getattr(args, "device_id", None) is not None:
-        sets.append(f"runtime.device_id={args.device_id}")
-    return sets
+def _job_runner(kind: str):
+    """The script's function: its flags as a :class:`ms_suite.launch.jobs.LaunchJob`, run by the api."""
 
+    def run(args: argparse.Namespace) -> int:
+        from ms_suite import api
 
-def _check_recipe(args: argparse.Namespace, extra: List[str]):
-    """Load the recipe: fail once here, not once per rank, on a bad recipe or --set."""
-    from ms_suite.config import load_config
+        return api.launch(kind, **{key: value for key, value in vars(args).items() if key not in ("script", "func")})
 
-    return load_config(args.config, [*args.overrides, *extra])
-
-
-def _output_dir(args: argparse.Namespace) -> str:
-    from ms_suite.engine.rundir import default_output_dir
-
-    return os.path.abspath(args.output_dir or default_output_dir(args.config))
-
-
-def _write_env(path: str, commands) -> None:
-    from ms_suite.launch.commands import environment_report
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as fh:
-        fh.write(environment_report(commands, sys.argv))
-
-
-def _single(args: argparse.Namespace, argv: List[str], env_file: Optional[str]) -> int:
-    from ms_suite.launch.commands import Process
-    from ms_suite.launch.supervisor import run_single
-
-    command = Process([sys.executable, "-m", "ms_suite", *argv])
-    if args.print_cmd:
-        print(command.shell())
-        return 0
-    if env_file:
-        _write_env(env_file, [command])
-    return run_single(command)
-
-
-def run_standalone(args: argparse.Namespace) -> int:
-    sets = _device_overrides(args)
-    _check_recipe(args, sets)
-    out = _output_dir(args)
-    argv = ["train", "-c", args.config, "--output-dir", out] + (["--resume", args.resume] if args.resume else [])
-    return _single(args, argv + ["--set", *args.overrides, *sets], os.path.join(out, "logs", "env.txt"))
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    sets = _device_overrides(args)
-    _check_recipe(args, sets)
-    argv = ["eval", "-c", args.config, "--checkpoint", args.checkpoint]
-    if args.overrides or sets:
-        argv += ["--set", *args.overrides, *sets]
-    return _single(args, argv, None)
-
-
-def _cluster(args: argparse.Namespace):
-    """Check the node flags; returns the Cluster and the device (a rank table implies Ascend)."""
-    from ms_suite.launch.commands import Cluster
-
-    if args.nodes > 1 and (args.node_rank is None or args.output_dir is None):
-        raise UserError("with --nodes > 1 set --node-rank (this host's index, 0..nodes-1) and --output-dir "
-                        "(the same shared folder on every node)")
-    if args.nodes > 1 and not args.rank_table and args.master_addr == "127.0.0.1":
-        raise UserError("with --nodes > 1 set --master-addr to node 0's IP address (msrun's scheduler runs there)")
-    device = args.device or ("Ascend" if args.rank_table else None)
-    if args.rank_table and device != "Ascend":
-        raise UserError(f"--rank-table is HCCL's launch mode and needs --device Ascend, not {device}; "
-                        "drop --rank-table to launch with msrun")
-    cluster = Cluster(args.num_devices, args.nodes, args.node_rank or 0, args.master_addr, args.master_port,
-                      args.bind_core)
-    return cluster, device
-
-
-def _restart_policy(args: argparse.Namespace, out: str, node: int):
-    from ms_suite.launch.supervisor import RestartPolicy
-
-    if args.max_restarts < 0:
-        raise UserError(f"--max-restarts {args.max_restarts} must be 0 or more")
-    if args.hang_timeout is not None and args.hang_timeout <= 0:
-        raise UserError(f"--hang-timeout {args.hang_timeout:g} must be a positive number of seconds, e.g. 600")
-    return RestartPolicy(args.max_restarts, args.hang_timeout, out, node)
-
-
-def run_distribute(args: argparse.Namespace) -> int:
-    from ms_suite.launch.commands import check_port_free, node_commands, shell_lines, worker_args, worker_log
-    from ms_suite.launch.rank_table import load_rank_table
-    from ms_suite.launch.supervisor import RankLog, Supervisor
-
-    cluster, device = _cluster(args)
-    cfg = _check_recipe(args, [f"runtime.device={device}"] if device else [])
-    # A standalone recipe runs data parallel; a recipe asking for semi_auto/auto_parallel keeps it.
-    mode = "data_parallel" if cfg.parallel.mode == "standalone" else cfg.parallel.mode
-    out = _output_dir(args)
-    policy = _restart_policy(args, out, cluster.node_rank)
-    log_dir = os.path.join(out, "logs")
-    table = load_rank_table(args.rank_table) if args.rank_table else None
-
-    def launch(resume: Optional[str]) -> list:
-        """This node's commands; a restart resumes from ``resume``."""
-        return node_commands(cluster, table, worker_args(args.config, out, args.overrides, device,
-                                                         resume or args.resume, mode), log_dir)
-
-    commands = launch(None)
-    local = [c.rank for c in commands] if table else cluster.local_ranks
-    span = f"ranks {min(local)}-{max(local)} of {cluster.num_devices}"
-    if args.print_cmd:
-        print(f"# node {cluster.node_rank} of {cluster.nodes}: {span}")
-        if policy.max_restarts or policy.hang_timeout:
-            print("# --max-restarts / --hang-timeout are the launcher's: these commands run the job once")
-        print("\n".join(shell_lines(commands)))
-        return 0
-    if not args.rank_table and cluster.node_rank == 0:
-        check_port_free(cluster.master_port)
-    env_file = os.path.join(log_dir, "env.txt" if cluster.nodes == 1 else f"env_node{cluster.node_rank}.txt")
-    _write_env(env_file, commands)
-    how = f"rank table {args.rank_table}" if args.rank_table else "msrun"
-    print(f"launching {span} ({mode}) with {how}\n  logs: {log_dir}/worker_<rank>.log\n  environment: {env_file}",
-          flush=True)
-    ranks = [RankLog(rank, worker_log(log_dir, rank)) for rank in local]
-    code = Supervisor(launch, ranks, msrun=not args.rank_table, policy=policy).run()
-    if code == 0:
-        print(f"all ranks finished; run directory: {out}; logs: {log_dir}")
-    return code
+    return run
 
 
 def script_main(argv: Optional[List[str]] = None) -> int:

@@ -42,9 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_prepare_vocab(args: argparse.Namespace) -> int:
-    from ms_suite.data.vocab import build_wordpiece_vocab
+    from ms_suite import api
 
-    built = build_wordpiece_vocab(args.input, args.output, args.vocab_size, args.min_frequency, args.lower_case)
+    built = api.prepare_vocab(args.input, args.output, args.vocab_size, args.min_frequency, args.lower_case)
     print(format_mapping([("vocab", built["vocab_file"]), ("tokens", built["vocab_size"]),
                           ("lower_case", built["lower_case"])]))
     print(f"use with: ms-suite prepare-data bert --vocab {args.output} ... (or --set data.vocab={args.output})")
@@ -52,19 +52,16 @@ def cmd_prepare_vocab(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare_bert(args: argparse.Namespace) -> int:
-    from ms_suite.data.bert_pretraining import PretrainingOptions, create_pretraining_data
-    from ms_suite.data.text import WordPieceTokenizer
+    from ms_suite import api
 
-    opts = PretrainingOptions(seq_len=args.seq_len, max_predictions=args.max_predictions,
-                              mlm_probability=args.mlm_probability, short_seq_prob=args.short_seq_prob,
-                              dupe_factor=args.dupe_factor, eval_fraction=args.eval_fraction,
-                              num_shards=args.num_shards, seed=args.seed)
-    tokenizer = WordPieceTokenizer(args.vocab, args.lower_case)
-    meta = create_pretraining_data(args.input, tokenizer, args.output, opts)
+    meta = api.prepare_bert(args.input, args.vocab, args.output, args.lower_case, seq_len=args.seq_len,
+                            max_predictions=args.max_predictions, mlm_probability=args.mlm_probability,
+                            short_seq_prob=args.short_seq_prob, dupe_factor=args.dupe_factor,
+                            eval_fraction=args.eval_fraction, num_shards=args.num_shards, seed=args.seed)
     print(format_mapping([("output", args.output), ("documents", meta["documents"]),
                           ("train examples", meta["examples"].get("train", 0)),
                           ("eval examples", meta["examples"].get("eval", 0)),
-                          ("seq_len / max predictions", f"{opts.seq_len} / {opts.predictions}"),
+                          ("seq_len / max predictions", f"{meta['seq_len']} / {meta['max_predictions']}"),
                           ("vocab", f"{meta['vocab_file']} ({meta['vocab_size']} tokens, lower_case "
                                     f"{meta['lower_case']})")]))
     print(f"train with: ms-suite train -c configs/bert/bert_base_pretrain.yaml --set data.path={args.output}")

@@ -22,8 +22,7 @@ def stats_cache_file() -> str:
 def model_stats(name: str) -> Dict[str, float]:
     """Parameter count and forward FLOPs at the default input size (cached per model source)."""
     info = model_info(name)
-    source = inspect.getsource(inspect.getmodule(model_builder(name)))
-    key = f"{name}:{hashlib.sha1(source.encode()).hexdigest()[:12]}"
+    key = f"{name}:{family_digest(name)}"
     cache_file = stats_cache_file()
     cache = _read_cache(cache_file)
     if key not in cache:
@@ -34,6 +33,20 @@ def model_stats(name: str) -> Dict[str, float]:
             json.dump(cache, fh)
         os.replace(cache_file + ".tmp", cache_file)
     return cache[key]
+
+
+def family_digest(name: str) -> str:
+    """A digest of the source of ``name``'s family: its file, or every file of its folder."""
+    path = inspect.getsourcefile(model_builder(name))
+    files = [path]
+    if os.path.basename(path) == "__init__.py":
+        folder = os.path.dirname(path)
+        files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".py"))
+    digest = hashlib.sha1()
+    for file in files:
+        with open(file, "rb") as handle:
+            digest.update(handle.read())
+    return digest.hexdigest()[:12]
 
 
 def _read_cache(path: str) -> Dict[str, Dict[str, float]]:

@@ -109,13 +109,29 @@ def deferred_log_file() -> Iterator[Callable[[Optional[str]], None]]:
             handler.close()
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """A console handler that writes to ``sys.stderr`` as it is when a record arrives, not as it was
+    when the handler was made (in-process callers such as tests replace and close it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(verbose: bool = True) -> None:
     """The console (stderr) handler of the ``ms_suite`` logger, added once per process; runs add
     their train.log with :func:`log_to_file`."""
     log.setLevel(logging.INFO)
     log.propagate = False
     if not any(getattr(h, "_ms_suite_console", False) for h in log.handlers):
-        console = logging.StreamHandler(sys.stderr)
+        console = _CurrentStderrHandler()
         console.setFormatter(logging.Formatter("%(message)s"))
         console.addFilter(_ConsoleFilter())
         console.setLevel(logging.INFO if verbose else logging.WARNING)

@@ -15,8 +15,9 @@ from ms_suite.compression.base import Algorithm, GoldenStickCallbacks, TrainCont
 from ms_suite.compression.compat import MinMaxSimQAT, compact_slb_quantizers, rewrite_workspace
 from ms_suite.data import build_dataset
 from ms_suite.compression.report import FLOAT_BITS
-from ms_suite.deploy import export_model, signature, verify_file
-from ms_suite.deploy.int8 import INT8_MAX_REL, INT8_MIN_AGREEMENT, INT8_NAME, qat_to_qdq, quant_points
+from ms_suite.deploy import export_model, signature, train_batches, verify_file
+from ms_suite.deploy.int8 import (CALIBRATION_BATCHES, INT8_MAX_REL, INT8_MIN_AGREEMENT, INT8_NAME, qat_to_qdq,
+                                  quant_points)
 from ms_suite.errors import UserError
 from ms_suite.engine.callbacks import RunContext
 from ms_suite.models.flops import FLOP_COUNTERS, counter_for
@@ -110,8 +111,9 @@ class SimQAT(_QuantizationAwareTraining):
         return algo_cls(config)
 
     def deploy(self, ctx: TrainContext, net: nn.Cell, inputs, path: str, samples, source: dict):
-        """``compressed_int8.onnx``: the fine-tuned weights in a float graph with Q/DQ at SimQAT's
-        quantization points and its learned ranges, verified against the fake-quant network."""
+        """``compressed_int8.onnx``: the fine-tuned weights, BatchNorm folded, with Q/DQ at SimQAT's
+        quantization points and its learned ranges (calibrated on training batches where SimQAT
+        learned none), verified against the fake-quant network."""
         import onnx
 
         plain, _ = ctx.task.build_model(self.cfg, ctx.data_info)
@@ -119,8 +121,11 @@ class SimQAT(_QuantizationAwareTraining):
         if missing:
             raise UserError(f"SimQAT network lacks the float weights {missing[:3]}; cannot build the INT8 ONNX")
         int8_path = os.path.join(os.path.dirname(path), INT8_NAME)
-        float_path, axes = export_model(plain, inputs, int8_path, "ONNX", signature(ctx.task.name))
-        model = qat_to_qdq(onnx.load(float_path), quant_points(net))
+        sig = signature(ctx.task.name)
+        float_path, axes = export_model(plain, inputs, int8_path, "ONNX", sig)
+        batches = train_batches(self.cfg, self.cfg.model.num_classes or ctx.data_info.num_classes, sig.inputs[0],
+                                CALIBRATION_BATCHES)
+        model = qat_to_qdq(onnx.load(float_path), quant_points(net), batches)
         onnx.checker.check_model(model)
         onnx.save(model, int8_path)
         return verify_file(net, ctx.task.name, int8_path, "ONNX", samples, axes, source,

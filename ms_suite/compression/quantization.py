@@ -10,6 +10,7 @@ from mindspore.common.dtype import QuantDtype
 from mindspore.train import Model
 from mindspore_gs.quantization import SimulatedQuantizationAwareTraining, SlbQuantAwareTraining
 from mindspore_gs.quantization.quant_cell import QuantCell
+from mindspore_gs.quantization.slb.slb_quant import Conv2dSlbQuant
 
 from ms_suite.compression.base import Algorithm, GoldenStickCallbacks, TrainContext, register
 from ms_suite.compression.compat import MinMaxSimQAT, compact_slb_quantizers, rewrite_workspace
@@ -135,6 +136,20 @@ class SimQAT(_QuantizationAwareTraining):
 _SLB_DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
 
 
+def selected_weights(net: nn.Cell) -> Dict[str, ms.Parameter]:
+    """The parameters of an SLB network by the float model's names, each quantized convolution's
+    weight being the levels SLB selected (what the network computes in eval mode)."""
+    params = {p.name: p for p in net.get_parameters()}
+    for _, cell in net.cells_and_names():
+        if isinstance(cell, Conv2dSlbQuant):
+            quantizer, name = cell.weight_quantizer(), cell.handler().weight.name
+            training = quantizer.training
+            quantizer.set_train(False)
+            params[name] = ms.Parameter(quantizer(cell.weight), name=name)
+            quantizer.set_train(training)
+    return params
+
+
 @register
 class SLB(_QuantizationAwareTraining):
     """Searching for Low-Bit weights (Golden Stick's SLB): 1, 2 or 4-bit convolution weights.
@@ -144,18 +159,25 @@ class SLB(_QuantizationAwareTraining):
     the pretrained weights."""
 
     name = "slb"
-    notes = ("metric 'after' is the SLB network in eval mode (the one-hot weights convert exports), "
-             "evaluated before convert: the converted network's FakeQuantParam nodes have no CPU kernel",
-             "the MINDIR stores the selected weight levels as float; 'weights at bit-width' is the packed size",
-             "no ONNX file: ONNX has no 1/2/4-bit weight type; deploy compressed.mindir with MindSpore Lite")
+    notes = ("metric 'after' is compressed.onnx run by ONNX Runtime over the eval split: the recipe's float network "
+             "holding the weight levels SLB selected; 'network_metrics' is the SLB network in eval mode, evaluated "
+             "before convert (the converted network's FakeQuantParam nodes have no CPU kernel)",
+             "compressed.onnx stores the levels as float32 (ONNX Runtime has no sub-8-bit convolution), so it is the "
+             "float model's size; the MINDIR also stores them as float; 'weights at bit-width' is the packed size")
 
     @property
     def weight_bits(self) -> int:
         return self.settings.weight_bits
 
     def deploy(self, ctx: TrainContext, net: nn.Cell, inputs, path: str, samples, source: dict):
-        """No ONNX: ONNX has no 1/2/4-bit weight type and ONNX Runtime no kernels for them."""
-        return None
+        """``compressed.onnx``: the recipe's float network holding the weight levels SLB selected,
+        verified against the SLB network at fp32 tolerance."""
+        plain, _ = ctx.task.build_model(self.cfg, ctx.data_info)
+        missing, _ = ms.load_param_into_net(plain, selected_weights(net))
+        if missing:
+            raise UserError(f"SLB network lacks the weights {missing[:3]}; cannot build its ONNX file")
+        written, axes = export_model(plain, inputs, path, "ONNX", signature(ctx.task.name))
+        return verify_file(net, ctx.task.name, written, "ONNX", samples, axes, source)
 
     def check(self, device: str) -> None:
         s = self.settings

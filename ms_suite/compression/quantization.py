@@ -98,8 +98,9 @@ class SimQAT(_QuantizationAwareTraining):
 
     name = "simqat"
     weight_bits = 8
-    notes = ("metric 'after' is compressed_int8.onnx (INT8 weights, Q/DQ at SimQAT's points with its learned "
-             "ranges) run by ONNX Runtime over the eval split; 'network_metrics' is the fake-quant network",
+    notes = ("metric 'after' is compressed_int8.onnx (BatchNorm folded, INT8 weights, Q/DQ with SimQAT's learned "
+             "ranges, min/max-calibrated where it learned none, including the float downsample convolutions "
+             "above) run by ONNX Runtime over the eval split; 'network_metrics' is the fake-quant network",
              "compressed.mindir stores float weights plus INT8 scales (FakeQuantParam, no CPU kernel) for "
              "MindSpore Lite / Ascend conversion; 'weights at bit-width' is its packed size")
 

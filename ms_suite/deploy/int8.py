@@ -20,7 +20,7 @@ from ms_suite.deploy.onnx_graph import Graph, Range, calibrate, fold_batchnorm, 
 from ms_suite.errors import UserError
 
 INT8_NAME = "compressed_int8.onnx"
-INT8_MAX_REL = 0.2  # INT8 file vs the fake-quant network: a rounding tie resolved differently moves a few steps
+INT8_MAX_REL = 0.2  # INT8 file vs the fake-quant network: it rounds at fewer points (BatchNorm folded), a few steps apart
 INT8_MIN_AGREEMENT = 95.0  # percent of predicted classes that agree (near-tied logits of a weak model can flip)
 CALIBRATION_BATCHES = 8  # training batches for the ranges SimQAT did not learn (and the PTQ baseline)
 QDQ_OPSET = 13  # per-channel DequantizeLinear (axis) needs opset 13; MindSpore writes 11

@@ -16,7 +16,7 @@ from conftest import FLOAT_FLOOR, TINY, cli
 from ms_suite.compression import REPORT_NAME
 from ms_suite.deploy import export_model, onnx_session, signature
 from ms_suite.deploy.int8 import QuantPoints, learned_range, qat_to_qdq
-from ms_suite.deploy.onnx_graph import Graph, Range, fold_batchnorm, weight_range
+from ms_suite.deploy.onnx_graph import Graph, Range, crop_padding_taps, fold_batchnorm, weight_range
 
 FLOAT_OPS = {"BatchNormalization", "Conv", "Relu", "Add", "Gemm"}  # what must not run in float between INT8 ops
 
@@ -91,13 +91,20 @@ def tiny_float_onnx(tmp_path):
     return path
 
 
-def test_batchnorm_folding_keeps_the_function(tmp_path):
+def test_folding_and_cropping_keep_the_function(tmp_path):
+    """BatchNorm folded into the convolutions and kernel taps that only meet padding cropped (at 8x8
+    input, layer4's 3x3 convolutions see 1x1 inputs): the float graph computes the same."""
     path = tiny_float_onnx(tmp_path)
     model = onnx.load(path)
     graph = Graph(model)
+    cropped = crop_padding_taps(graph)
     fold_batchnorm(graph)
     graph.finish()
     assert "BatchNormalization" not in {n.op_type for n in model.graph.node}
+    assert sorted(cropped) == ["layer4.0.conv1.weight", "layer4.0.conv2.weight", "layer4.1.conv1.weight",
+                               "layer4.1.conv2.weight"]
+    assert graph.array("layer4.1.conv2.weight").shape[2:] == (1, 1)
+    assert graph.array("layer4.0.conv1.weight").shape[2:] == (2, 2)  # stride 2 over a 2x2 input
     folded = tmp_path / "folded.onnx"
     onnx.save(model, str(folded))
     images = np.random.default_rng(0).normal(size=(4, 1, 8, 8)).astype(np.float32)
@@ -162,3 +169,21 @@ def test_compare_reads_run_folders(simqat_run, tmp_path):
     assert all(v["latency_ms"]["32"] > 0 for v in table["variants"])
     bad = cli("compare", str(tmp_path), check=False)
     assert bad.returncode == 2 and "no compression_report.json" in bad.stderr
+
+
+@pytest.mark.slow
+def test_slb_onnx_holds_the_selected_levels(float_model, tmp_path):
+    """SLB's compressed.onnx is the float network with SLB's weight levels, verified at fp32 tolerance."""
+    out = tmp_path / "slb"
+    cli("compress", "-c", "configs/compress/resnet18_digits_slb.yaml", "--pretrained", float_model[0],
+        "--output-dir", str(out), "--set", *TINY, "compression.slb.weight_bits=2")
+    report = json.loads((out / REPORT_NAME).read_text())
+    assert report["after"]["deployed_file"] == str(out / "compressed.onnx")
+    manifest = json.loads((out / "compressed.onnx.json").read_text())
+    assert manifest["within_tolerance"] and all(p["max_rel"] <= 1e-5 for p in manifest["parity"])
+    weights = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(out / "compressed.onnx")).graph.initializer}
+    quantized = [row["layer"] for row in report["layers"] if row["weight_bits"] == 2]
+    assert len(quantized) == 17
+    levels = np.linspace(-1, 1, 2 ** 2)  # Golden Stick's level grid
+    for layer in quantized:
+        assert np.abs(weights[f"{layer}.weight"][..., None] - levels).min(axis=-1).max() < 1e-6, layer

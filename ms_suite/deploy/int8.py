@@ -1,10 +1,11 @@
 """INT8 ONNX models for CPU deployment.
 
-* :func:`qat_to_qdq`: the float ONNX export of a SimQAT-trained network, BatchNorm folded, with
-  QuantizeLinear/DequantizeLinear pairs where ONNX Runtime turns them into INT8 ops, using the
-  ranges SimQAT's quantizers learned: weights per output channel, symmetric, stored as INT8
-  initializers (the fake quantizer's symmetric ``[-h, h]`` over 255 steps with zero point 128 is
-  INT8 with zero point 0); activations per tensor, asymmetric, UINT8.
+* :func:`qat_to_qdq`: the float ONNX export of a SimQAT-trained network, BatchNorm folded and
+  kernel taps that only meet padding cropped, with QuantizeLinear/DequantizeLinear pairs where
+  ONNX Runtime turns them into INT8 ops, using the ranges SimQAT's quantizers learned: weights per
+  output channel, symmetric, stored as INT8 initializers (the fake quantizer's symmetric
+  ``[-h, h]`` over 255 steps with zero point 128 is INT8 with zero point 0); activations per
+  tensor, asymmetric, UINT8.
 * :func:`ptq_static`: ONNX Runtime's static post-training quantization of the float model,
   calibrated on training batches (the baseline QAT is compared with).
 """
@@ -16,7 +17,7 @@ from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ms_suite.deploy.onnx_graph import Graph, Range, calibrate, fold_batchnorm, weight_range
+from ms_suite.deploy.onnx_graph import Graph, Range, calibrate, crop_padding_taps, fold_batchnorm, weight_range
 from ms_suite.errors import UserError
 
 INT8_NAME = "compressed_int8.onnx"
@@ -97,8 +98,9 @@ def _relu_cell_name(g: Graph, relu) -> Optional[str]:
 def qat_to_qdq(model, points: QuantPoints, batches: Sequence[Dict[str, np.ndarray]]):
     """SimQAT's INT8 model from the float ONNX ``model`` of its fine-tuned weights (edited in place).
 
-    BatchNorm is folded into the convolutions; their weights take the learned per-channel ranges
-    scaled by the fold (the same INT8 codes). Activations are quantized with the learned ranges at
+    Kernel taps that only ever meet zero padding are cropped (ONNX Runtime's INT8 convolution
+    multiplies them, its float one skips them) and BatchNorm is folded into the convolutions; their
+    weights take the learned per-channel ranges scaled by the fold (the same INT8 codes). Activations are quantized with the learned ranges at
     the network input, the classifier input and every ReLU output (a ReLU followed by a
     zero-point-0 Quantize is what ONNX Runtime fuses into the INT8 op before it). Tensors left
     without a range (residual-branch outputs, which SimQAT quantized before BatchNorm; the
@@ -107,6 +109,7 @@ def qat_to_qdq(model, points: QuantPoints, batches: Sequence[Dict[str, np.ndarra
     Add and the classifier as an INT8 op."""
     model.opset_import[0].version = max(model.opset_import[0].version, QDQ_OPSET)
     g = Graph(model)
+    crop_padding_taps(g)
     factors = fold_batchnorm(g)
     _quantize_activations(g, points)
     _quantize_learned_layers(g, points, factors)

@@ -214,6 +214,58 @@ def _fold(g: Graph, conv, bn) -> np.ndarray:
     return factor
 
 
+def crop_padding_taps(g: Graph) -> Dict[str, Tuple[slice, slice]]:
+    """Crop every convolution's kernel to the taps that meet real input at some output position
+    (a 3x3 kernel over a 1x1 input, padding 1: the centre tap), with padding adjusted so the output
+    is unchanged. Exact: the dropped taps only ever multiply zero padding. Returns ``{weight name:
+    (rows, columns) kept}`` for the cropped ones."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(g.model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*inferred.graph.value_info, *inferred.graph.input]}
+    cropped = {}
+    for conv in [n for n in g.nodes if n.op_type == "Conv" and n.input[1] in g.initializers]:
+        spatial = shapes.get(conv.input[0], [])[2:]
+        attrs = {a.name: list(onnx.helper.get_attribute_value(a)) for a in conv.attribute if a.type == a.INTS}
+        if len(spatial) != 2 or not all(spatial) or any(d != 1 for d in attrs.get("dilations", [1, 1])):
+            continue
+        axes = [_used_taps(size, kernel, stride, begin, end) for size, kernel, stride, begin, end in
+                zip(spatial, attrs["kernel_shape"], attrs.get("strides", [1, 1]), attrs["pads"][:2], attrs["pads"][2:])]
+        if any(axis is None for axis in axes) or all(axis[0] == slice(0, k) for axis, k in
+                                                      zip(axes, attrs["kernel_shape"])):
+            continue
+        _set_kernel(g, conv, [axis[0] for axis in axes], [axis[1] for axis in axes], [axis[2] for axis in axes])
+        cropped[conv.input[1]] = tuple(axis[0] for axis in axes)
+    return cropped
+
+
+def _used_taps(size: int, kernel: int, stride: int, begin: int, end: int) -> Optional[Tuple[slice, int, int]]:
+    """(taps kept, new padding before, after) along one axis, or None when the axis cannot be cropped
+    without changing the output size."""
+    outputs = (size + begin + end - kernel) // stride + 1
+    used = [j for j in range(kernel) if any(0 <= o * stride - begin + j < size for o in range(outputs))]
+    if not used:
+        return None
+    first, last = used[0], used[-1]
+    new_begin = begin - first
+    new_end = max(0, (outputs - 1) * stride - new_begin + (last - first + 1) - size)
+    if (size + new_begin + new_end - (last - first + 1)) // stride + 1 != outputs:
+        return None
+    return slice(first, last + 1), new_begin, new_end
+
+
+def _set_kernel(g: Graph, conv, taps: Sequence[slice], begins: Sequence[int], ends: Sequence[int]) -> None:
+    from onnx import helper
+
+    weight = g.array(conv.input[1])[:, :, taps[0], taps[1]]
+    g.set_array(conv.input[1], np.ascontiguousarray(weight))
+    kept = [a for a in conv.attribute if a.name not in ("kernel_shape", "pads")]
+    del conv.attribute[:]
+    conv.attribute.extend([*kept, helper.make_attribute("kernel_shape", list(weight.shape[2:])),
+                           helper.make_attribute("pads", [*begins, *ends])])
+
+
 def calibrate(g: Graph, tensors: Sequence[str], batches: Iterable[Dict[str, np.ndarray]]) -> Dict[str, Range]:
     """Per-tensor asymmetric ranges (min/max over ``batches``) of ``tensors``, from ONNX Runtime
     running the graph as it stands."""

@@ -99,7 +99,7 @@ def qat_to_qdq(model, points: QuantPoints, batches: Sequence[Dict[str, np.ndarra
     """SimQAT's INT8 model from the float ONNX ``model`` of its fine-tuned weights (edited in place).
 
     Kernel taps that only ever meet zero padding are cropped (ONNX Runtime's INT8 convolution
-    multiplies them, its float one skips them) and BatchNorm is folded into the convolutions; their
+    multiplies them in full) and BatchNorm is folded into the convolutions; their
     weights take the learned per-channel ranges scaled by the fold (the same INT8 codes). Activations are quantized with the learned ranges at
     the network input, the classifier input and every ReLU output (a ReLU followed by a
     zero-point-0 Quantize is what ONNX Runtime fuses into the INT8 op before it). Tensors left

@@ -18,6 +18,7 @@ from ms_suite.errors import UserError
 VARIANT_NAMES = {"simqat": "SimQAT INT8", "slb": "SLB", "scop": "SCOP", "unipruner": "UniPruner",
                  "distill": "distilled"}
 BATCHES = (1, 32)
+CALLS_PER_ROUND = 5  # timed calls of each file per round (median), after one warm-up call
 
 
 @dataclasses.dataclass
@@ -69,14 +70,16 @@ def _feeds(session, batch: int) -> Dict[str, np.ndarray]:
 
 def measure_latency(variants: Sequence[Variant], threads: int, repeats: int) -> None:
     """Median ONNX Runtime latency of every ONNX variant at each of BATCHES, all on ``threads``
-    intra-op threads; the files are measured in turn, one round at a time, so load spikes spread."""
+    intra-op threads; the files are measured in turn, one round (CALLS_PER_ROUND calls each) at a
+    time, so load spikes spread."""
     sessions = {v.file: onnx_session(v.file, threads) for v in variants if v.file.endswith(".onnx")}
     for batch in BATCHES:
         feeds = {path: _feeds(session, batch) for path, session in sessions.items()}
         times: Dict[str, List[float]] = {path: [] for path in sessions}
         for _ in range(repeats):
             for path, session in sessions.items():
-                times[path].append(median_latency_ms(lambda f=feeds[path], s=session: s.run(None, f), (), 1))
+                times[path].append(median_latency_ms(lambda f=feeds[path], s=session: s.run(None, f), (),
+                                                     CALLS_PER_ROUND))
         for variant in variants:
             variant.latency_ms[batch] = float(np.median(times[variant.file])) if variant.file in times else None
 

@@ -104,12 +104,12 @@ def plot(variants: Sequence[Variant], path: str, threads: int) -> str:
 
     batch = BATCHES[-1]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for v in variants:
-        if v.top1 is None or v.latency_ms.get(batch) is None:
-            continue
+    shown = sorted((v for v in variants if v.top1 is not None and v.latency_ms.get(batch) is not None),
+                   key=lambda v: v.latency_ms[batch])
+    for index, v in enumerate(shown):  # labels alternate above and below, so neighbours do not overlap
         ax.scatter(v.latency_ms[batch], v.top1, s=30 + 8 * v.size_mb)
         ax.annotate(f"{v.name} ({v.size_mb:.1f} MB)", (v.latency_ms[batch], v.top1), textcoords="offset points",
-                    xytext=(5, 5), fontsize=8)
+                    xytext=(5, 6 if index % 2 == 0 else -14), fontsize=8)
     ax.set_xlabel(f"ONNX Runtime latency at batch {batch}, ms ({threads} thread{'s' if threads > 1 else ''})")
     ax.set_ylabel("deployed top-1 %")
     ax.set_title("Compression variants: accuracy vs latency (marker size: file MB)")

@@ -1,5 +1,6 @@
-"""Editing an ONNX graph for INT8 deployment: fold BatchNorm into convolutions, insert
-QuantizeLinear/DequantizeLinear, and calibrate activation ranges by running the graph."""
+"""Editing an ONNX graph for INT8 deployment: crop kernel taps that only meet padding, fold
+BatchNorm into convolutions, insert QuantizeLinear/DequantizeLinear, and calibrate activation
+ranges by running the graph."""
 from __future__ import annotations
 
 import dataclasses

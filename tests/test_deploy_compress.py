@@ -5,13 +5,20 @@ import json
 import os
 import tempfile
 
+import mindspore as ms
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 
+import ms_suite
 from conftest import FLOAT_FLOOR, TINY, cli
 from ms_suite.compression import REPORT_NAME
-from ms_suite.deploy.int8 import Range
+from ms_suite.deploy import export_model, onnx_session, signature
+from ms_suite.deploy.int8 import QuantPoints, learned_range, qat_to_qdq
+from ms_suite.deploy.onnx_graph import Graph, Range, crop_padding_taps, fold_batchnorm, weight_range
+
+FLOAT_OPS = {"BatchNormalization", "Conv", "Relu", "Add", "Gemm"}  # what must not run in float between INT8 ops
 
 
 @pytest.fixture(scope="module")
@@ -53,29 +60,88 @@ def test_simqat_int8_onnx_is_smaller_and_accurate(simqat_run):
     assert ptq["metrics"]["top1"] >= before["metrics"]["top1"] - 10
 
 
-@pytest.mark.slow
-def test_onnx_runtime_runs_int8_convolutions(simqat_run):
-    from ms_suite.deploy import onnx_session
-
-    out, _ = simqat_run
+def optimized_ops(path) -> list:
+    """The operators of the graph ONNX Runtime runs for the file at ``path``."""
     with tempfile.TemporaryDirectory() as tmp:
         optimized = os.path.join(tmp, "opt.onnx")
-        onnx_session(str(out / "compressed_int8.onnx"), 1, optimized_path=optimized)
-        ops = [n.op_type for n in onnx.load(optimized).graph.node]
-    assert ops.count("QLinearConv") >= 16  # every quantized 3x3 convolution runs as an INT8 kernel
+        onnx_session(str(path), 1, optimized_path=optimized)
+        return [n.op_type for n in onnx.load(optimized).graph.node]
+
+
+def assert_int8_structure(model, ops: list) -> None:
+    """No BatchNorm left in the file; ONNX Runtime runs every convolution, residual Add and the
+    classifier as an INT8 op, with no float layer between them (structure, not timing)."""
+    assert "BatchNormalization" not in {n.op_type for n in model.graph.node}
+    assert ops.count("QLinearConv") == 20 and ops.count("QLinearAdd") == 8 and ops.count("QGemm") == 1
+    assert not FLOAT_OPS & set(ops), sorted(FLOAT_OPS & set(ops))
+    assert ops.count("Transpose") <= 2 and ops.count("QuantizeLinear") <= 2  # NHWC end to end
+
+
+@pytest.mark.slow
+def test_onnx_runtime_runs_int8_convolutions(simqat_run):
+    out, _ = simqat_run
+    path = out / "compressed_int8.onnx"
+    assert_int8_structure(onnx.load(str(path)), optimized_ops(path))
+
+
+def tiny_float_onnx(tmp_path):
+    net = ms_suite.create_model("resnet18_cifar", num_classes=10, in_chans=1, base_width=8).set_train(False)
+    inputs = (ms.Tensor(np.zeros((1, 1, 8, 8), np.float32)),)
+    path, _ = export_model(net, inputs, str(tmp_path / "float.onnx"), "ONNX", signature("image-classification"))
+    return path
+
+
+def test_folding_and_cropping_keep_the_function(tmp_path):
+    """BatchNorm folded into the convolutions and kernel taps that only meet padding cropped (at 8x8
+    input, layer4's 3x3 convolutions see 1x1 inputs): the float graph computes the same."""
+    path = tiny_float_onnx(tmp_path)
+    model = onnx.load(path)
+    graph = Graph(model)
+    cropped = crop_padding_taps(graph)
+    fold_batchnorm(graph)
+    graph.finish()
+    assert "BatchNormalization" not in {n.op_type for n in model.graph.node}
+    assert sorted(cropped) == ["layer4.0.conv1.weight", "layer4.0.conv2.weight", "layer4.1.conv1.weight",
+                               "layer4.1.conv2.weight"]
+    assert graph.array("layer4.1.conv2.weight").shape[2:] == (1, 1)
+    assert graph.array("layer4.0.conv1.weight").shape[2:] == (2, 2)  # stride 2 over a 2x2 input
+    folded = tmp_path / "folded.onnx"
+    onnx.save(model, str(folded))
+    images = np.random.default_rng(0).normal(size=(4, 1, 8, 8)).astype(np.float32)
+    expected = onnx_session(path).run(None, {"image": images})[0]
+    got = onnx_session(str(folded)).run(None, {"image": images})[0]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
+def test_int8_graph_runs_int8_ops_end_to_end(tmp_path):
+    """SimQAT's quantization points on a (random) float ResNet-18: BatchNorm folded, every layer an
+    INT8 op in ONNX Runtime's optimized graph."""
+    model = onnx.load(tiny_float_onnx(tmp_path))
+    weights = {n.input[1]: n for n in model.graph.node if n.op_type in ("Conv", "Gemm")}
+    activation = {"input": None, "output": Range(np.float32(0), np.float32(4), False), "weight": None}
+    layers = {name: {"input": Range(np.float32(-3), np.float32(3), False) if name in ("conv1.weight", "fc.weight")
+                     else None, "output": None,
+                     "weight": weight_range(numpy_helper.to_array(next(t for t in model.graph.initializer
+                                                                       if t.name == name)))}
+              for name in weights if "downsample" not in name}
+    cells = ["ReLU"] + [f"layer{i}.{j}.{relu}" for i in range(1, 5) for j in range(2) for relu in ("ReLU", "ReLU_1")]
+    batches = [{"image": np.random.default_rng(k).normal(size=(8, 1, 8, 8)).astype(np.float32)} for k in range(2)]
+    qat_to_qdq(model, QuantPoints(layers, {name: activation for name in cells}), batches)
+    onnx.checker.check_model(model)
+    path = tmp_path / "int8.onnx"
+    onnx.save(model, str(path))
+    assert_int8_structure(model, optimized_ops(path))
 
 
 def test_learned_range_matches_the_fake_quantizer_grid():
     """INT8 zero point 0 with scale 2h/255 is the fake quantizer's symmetric [-h, h] grid."""
     from ms_suite.compression.compat import MinMaxFakeQuantizer
 
-    import mindspore as ms
-
     weights = np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32)
     quantizer = MinMaxFakeQuantizer(num_bits=8, symmetric=True, num_channels=4)
     quantizer.set_train(True)
     fake = quantizer(ms.Tensor(weights)).asnumpy()
-    scale, zero_point = Range.of(quantizer).scale_zero_point()
+    scale, zero_point = learned_range(quantizer).scale_zero_point()
     assert zero_point.dtype == np.int8 and not zero_point.any()
     codes = np.clip(np.round(weights / scale[:, None, None, None]), -128, 127)
     np.testing.assert_allclose(codes * scale[:, None, None, None], fake, rtol=0, atol=1e-6)
@@ -84,7 +150,7 @@ def test_learned_range_matches_the_fake_quantizer_grid():
     act = MinMaxFakeQuantizer(num_bits=8, symmetric=False)
     act.set_train(True)
     fake = act(ms.Tensor(activations)).asnumpy()
-    scale, zero_point = Range.of(act).scale_zero_point()
+    scale, zero_point = learned_range(act).scale_zero_point()
     codes = np.clip(np.round(activations / scale) + zero_point.astype(np.int32), 0, 255)
     np.testing.assert_allclose((codes - zero_point.astype(np.int32)) * scale, fake, rtol=0, atol=1e-6)
 
@@ -103,3 +169,21 @@ def test_compare_reads_run_folders(simqat_run, tmp_path):
     assert all(v["latency_ms"]["32"] > 0 for v in table["variants"])
     bad = cli("compare", str(tmp_path), check=False)
     assert bad.returncode == 2 and "no compression_report.json" in bad.stderr
+
+
+@pytest.mark.slow
+def test_slb_onnx_holds_the_selected_levels(float_model, tmp_path):
+    """SLB's compressed.onnx is the float network with SLB's weight levels, verified at fp32 tolerance."""
+    out = tmp_path / "slb"
+    cli("compress", "-c", "configs/compress/resnet18_digits_slb.yaml", "--pretrained", float_model[0],
+        "--output-dir", str(out), "--set", *TINY, "compression.slb.weight_bits=2")
+    report = json.loads((out / REPORT_NAME).read_text())
+    assert report["after"]["deployed_file"] == str(out / "compressed.onnx")
+    manifest = json.loads((out / "compressed.onnx.json").read_text())
+    assert manifest["within_tolerance"] and all(p["max_rel"] <= 1e-5 for p in manifest["parity"])
+    weights = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(out / "compressed.onnx")).graph.initializer}
+    quantized = [row["layer"] for row in report["layers"] if row["weight_bits"] == 2]
+    assert len(quantized) == 17
+    levels = np.linspace(-1, 1, 2 ** 2)  # Golden Stick's level grid
+    for layer in quantized:
+        assert np.abs(weights[f"{layer}.weight"][..., None] - levels).min(axis=-1).max() < 1e-6, layer

@@ -18,6 +18,7 @@ from ms_suite.errors import UserError
 VARIANT_NAMES = {"simqat": "SimQAT INT8", "slb": "SLB", "scop": "SCOP", "unipruner": "UniPruner",
                  "distill": "distilled"}
 BATCHES = (1, 32)
+CALLS_PER_ROUND = 5  # timed calls of each file per round (median), after one warm-up call
 
 
 @dataclasses.dataclass
@@ -69,14 +70,16 @@ def _feeds(session, batch: int) -> Dict[str, np.ndarray]:
 
 def measure_latency(variants: Sequence[Variant], threads: int, repeats: int) -> None:
     """Median ONNX Runtime latency of every ONNX variant at each of BATCHES, all on ``threads``
-    intra-op threads; the files are measured in turn, one round at a time, so load spikes spread."""
+    intra-op threads; the files are measured in turn, one round (CALLS_PER_ROUND calls each) at a
+    time, so load spikes spread."""
     sessions = {v.file: onnx_session(v.file, threads) for v in variants if v.file.endswith(".onnx")}
     for batch in BATCHES:
         feeds = {path: _feeds(session, batch) for path, session in sessions.items()}
         times: Dict[str, List[float]] = {path: [] for path in sessions}
         for _ in range(repeats):
             for path, session in sessions.items():
-                times[path].append(median_latency_ms(lambda f=feeds[path], s=session: s.run(None, f), (), 1))
+                times[path].append(median_latency_ms(lambda f=feeds[path], s=session: s.run(None, f), (),
+                                                     CALLS_PER_ROUND))
         for variant in variants:
             variant.latency_ms[batch] = float(np.median(times[variant.file])) if variant.file in times else None
 
@@ -101,12 +104,12 @@ def plot(variants: Sequence[Variant], path: str, threads: int) -> str:
 
     batch = BATCHES[-1]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for v in variants:
-        if v.top1 is None or v.latency_ms.get(batch) is None:
-            continue
+    shown = sorted((v for v in variants if v.top1 is not None and v.latency_ms.get(batch) is not None),
+                   key=lambda v: v.latency_ms[batch])
+    for index, v in enumerate(shown):  # labels alternate above and below, so neighbours do not overlap
         ax.scatter(v.latency_ms[batch], v.top1, s=30 + 8 * v.size_mb)
         ax.annotate(f"{v.name} ({v.size_mb:.1f} MB)", (v.latency_ms[batch], v.top1), textcoords="offset points",
-                    xytext=(5, 5), fontsize=8)
+                    xytext=(5, 6 if index % 2 == 0 else -14), fontsize=8)
     ax.set_xlabel(f"ONNX Runtime latency at batch {batch}, ms ({threads} thread{'s' if threads > 1 else ''})")
     ax.set_ylabel("deployed top-1 %")
     ax.set_title("Compression variants: accuracy vs latency (marker size: file MB)")

@@ -10,13 +10,15 @@ from mindspore.common.dtype import QuantDtype
 from mindspore.train import Model
 from mindspore_gs.quantization import SimulatedQuantizationAwareTraining, SlbQuantAwareTraining
 from mindspore_gs.quantization.quant_cell import QuantCell
+from mindspore_gs.quantization.slb.slb_quant import Conv2dSlbQuant
 
 from ms_suite.compression.base import Algorithm, GoldenStickCallbacks, TrainContext, register
 from ms_suite.compression.compat import MinMaxSimQAT, compact_slb_quantizers, rewrite_workspace
 from ms_suite.data import build_dataset
 from ms_suite.compression.report import FLOAT_BITS
-from ms_suite.deploy import export_model, signature, verify_file
-from ms_suite.deploy.int8 import INT8_MAX_REL, INT8_MIN_AGREEMENT, INT8_NAME, qat_to_qdq, quant_points
+from ms_suite.deploy import export_model, signature, train_batches, verify_file
+from ms_suite.deploy.int8 import (CALIBRATION_BATCHES, INT8_MAX_REL, INT8_MIN_AGREEMENT, INT8_NAME, qat_to_qdq,
+                                  quant_points)
 from ms_suite.errors import UserError
 from ms_suite.engine.callbacks import RunContext
 from ms_suite.models.flops import FLOP_COUNTERS, counter_for
@@ -96,8 +98,9 @@ class SimQAT(_QuantizationAwareTraining):
 
     name = "simqat"
     weight_bits = 8
-    notes = ("metric 'after' is compressed_int8.onnx (INT8 weights, Q/DQ at SimQAT's points with its learned "
-             "ranges) run by ONNX Runtime over the eval split; 'network_metrics' is the fake-quant network",
+    notes = ("metric 'after' is compressed_int8.onnx (BatchNorm folded, INT8 weights, Q/DQ with SimQAT's learned "
+             "ranges, min/max-calibrated where it learned none, including the float downsample convolutions "
+             "above) run by ONNX Runtime over the eval split; 'network_metrics' is the fake-quant network",
              "compressed.mindir stores float weights plus INT8 scales (FakeQuantParam, no CPU kernel) for "
              "MindSpore Lite / Ascend conversion; 'weights at bit-width' is its packed size")
 
@@ -110,8 +113,9 @@ class SimQAT(_QuantizationAwareTraining):
         return algo_cls(config)
 
     def deploy(self, ctx: TrainContext, net: nn.Cell, inputs, path: str, samples, source: dict):
-        """``compressed_int8.onnx``: the fine-tuned weights in a float graph with Q/DQ at SimQAT's
-        quantization points and its learned ranges, verified against the fake-quant network."""
+        """``compressed_int8.onnx``: the fine-tuned weights, BatchNorm folded, with Q/DQ at SimQAT's
+        quantization points and its learned ranges (calibrated on training batches where SimQAT
+        learned none), verified against the fake-quant network."""
         import onnx
 
         plain, _ = ctx.task.build_model(self.cfg, ctx.data_info)
@@ -119,8 +123,11 @@ class SimQAT(_QuantizationAwareTraining):
         if missing:
             raise UserError(f"SimQAT network lacks the float weights {missing[:3]}; cannot build the INT8 ONNX")
         int8_path = os.path.join(os.path.dirname(path), INT8_NAME)
-        float_path, axes = export_model(plain, inputs, int8_path, "ONNX", signature(ctx.task.name))
-        model = qat_to_qdq(onnx.load(float_path), quant_points(net))
+        sig = signature(ctx.task.name)
+        float_path, axes = export_model(plain, inputs, int8_path, "ONNX", sig)
+        batches = train_batches(self.cfg, self.cfg.model.num_classes or ctx.data_info.num_classes, sig.inputs[0],
+                                CALIBRATION_BATCHES)
+        model = qat_to_qdq(onnx.load(float_path), quant_points(net), batches)
         onnx.checker.check_model(model)
         onnx.save(model, int8_path)
         return verify_file(net, ctx.task.name, int8_path, "ONNX", samples, axes, source,
@@ -128,6 +135,20 @@ class SimQAT(_QuantizationAwareTraining):
 
 
 _SLB_DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
+
+
+def selected_weights(net: nn.Cell) -> Dict[str, ms.Parameter]:
+    """The parameters of an SLB network by the float model's names, each quantized convolution's
+    weight being the levels SLB selected (what the network computes in eval mode)."""
+    params = {p.name: p for p in net.get_parameters()}
+    for _, cell in net.cells_and_names():
+        if isinstance(cell, Conv2dSlbQuant):
+            quantizer, name = cell.weight_quantizer(), cell.handler().weight.name
+            training = quantizer.training
+            quantizer.set_train(False)
+            params[name] = ms.Parameter(quantizer(cell.weight), name=name)
+            quantizer.set_train(training)
+    return params
 
 
 @register
@@ -139,18 +160,25 @@ class SLB(_QuantizationAwareTraining):
     the pretrained weights."""
 
     name = "slb"
-    notes = ("metric 'after' is the SLB network in eval mode (the one-hot weights convert exports), "
-             "evaluated before convert: the converted network's FakeQuantParam nodes have no CPU kernel",
-             "the MINDIR stores the selected weight levels as float; 'weights at bit-width' is the packed size",
-             "no ONNX file: ONNX has no 1/2/4-bit weight type; deploy compressed.mindir with MindSpore Lite")
+    notes = ("metric 'after' is compressed.onnx run by ONNX Runtime over the eval split: the recipe's float network "
+             "holding the weight levels SLB selected; 'network_metrics' is the SLB network in eval mode, evaluated "
+             "before convert (the converted network's FakeQuantParam nodes have no CPU kernel)",
+             "compressed.onnx stores the levels as float32 (ONNX Runtime has no sub-8-bit convolution), so it is the "
+             "float model's size; the MINDIR also stores them as float; 'weights at bit-width' is the packed size")
 
     @property
     def weight_bits(self) -> int:
         return self.settings.weight_bits
 
     def deploy(self, ctx: TrainContext, net: nn.Cell, inputs, path: str, samples, source: dict):
-        """No ONNX: ONNX has no 1/2/4-bit weight type and ONNX Runtime no kernels for them."""
-        return None
+        """``compressed.onnx``: the recipe's float network holding the weight levels SLB selected,
+        verified against the SLB network at fp32 tolerance."""
+        plain, _ = ctx.task.build_model(self.cfg, ctx.data_info)
+        missing, _ = ms.load_param_into_net(plain, selected_weights(net))
+        if missing:
+            raise UserError(f"SLB network lacks the weights {missing[:3]}; cannot build its ONNX file")
+        written, axes = export_model(plain, inputs, path, "ONNX", signature(ctx.task.name))
+        return verify_file(net, ctx.task.name, written, "ONNX", samples, axes, source)
 
     def check(self, device: str) -> None:
         s = self.settings

@@ -1,10 +1,11 @@
 """INT8 ONNX models for CPU deployment.
 
-* :func:`qat_to_qdq`: the float ONNX export of a SimQAT-trained network, with
-  QuantizeLinear/DequantizeLinear pairs at every point SimQAT fake-quantized, using the ranges
-  its quantizers learned: weights per output channel, symmetric, stored as INT8 initializers;
-  activations per tensor, asymmetric, UINT8. Both grids are exactly the fake quantizer's: its
-  symmetric range ``[-h, h]`` over 255 steps with zero point 128 is INT8 with zero point 0.
+* :func:`qat_to_qdq`: the float ONNX export of a SimQAT-trained network, BatchNorm folded and
+  kernel taps that only meet padding cropped, with QuantizeLinear/DequantizeLinear pairs where
+  ONNX Runtime turns them into INT8 ops, using the ranges SimQAT's quantizers learned: weights per
+  output channel, symmetric, stored as INT8 initializers (the fake quantizer's symmetric
+  ``[-h, h]`` over 255 steps with zero point 128 is INT8 with zero point 0); activations per
+  tensor, asymmetric, UINT8.
 * :func:`ptq_static`: ONNX Runtime's static post-training quantization of the float model,
   calibrated on training batches (the baseline QAT is compared with).
 """
@@ -12,51 +13,32 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ms_suite.deploy.onnx_graph import Graph, Range, calibrate, crop_padding_taps, fold_batchnorm, weight_range
 from ms_suite.errors import UserError
 
 INT8_NAME = "compressed_int8.onnx"
-INT8_MAX_REL = 0.2  # INT8 file vs the fake-quant network: a rounding tie resolved differently moves a few steps
+INT8_MAX_REL = 0.2  # INT8 file vs the fake-quant network: it rounds at fewer points (BatchNorm folded), a few steps apart
 INT8_MIN_AGREEMENT = 95.0  # percent of predicted classes that agree (near-tied logits of a weak model can flip)
+CALIBRATION_BATCHES = 8  # training batches for the ranges SimQAT did not learn (and the PTQ baseline)
 QDQ_OPSET = 13  # per-channel DequantizeLinear (axis) needs opset 13; MindSpore writes 11
 
 
-@dataclasses.dataclass
-class Range:
-    """A learned quantization range: per channel (axis 0) when ``low`` has several entries."""
-
-    low: np.ndarray
-    high: np.ndarray
-    symmetric: bool
-    num_bits: int = 8
-
-    @classmethod
-    def of(cls, quantizer) -> "Range":
-        """From a Golden Stick-style fake quantizer (``mins``/``maxs``/``symmetric``/``num_bits``)."""
-        if quantizer.num_bits() != 8:
-            raise UserError(f"INT8 ONNX export needs 8-bit quantizers; this one has {quantizer.num_bits()} bits")
-        return cls(np.asarray(quantizer.mins(), np.float32), np.asarray(quantizer.maxs(), np.float32),
-                   quantizer.symmetric())
-
-    def scale_zero_point(self):
-        """(scale, zero point) on the fake quantizer's grid: INT8 zp 0 (symmetric) or UINT8."""
-        low, high = np.minimum(self.low, 0.0), np.maximum(self.high, 0.0)
-        if self.symmetric:
-            high = np.maximum(-low, high)
-            scale = np.maximum(2.0 * high / 255.0, 1e-12).astype(np.float32)
-            return scale, np.zeros(scale.shape, np.int8)
-        scale = np.maximum((high - low) / 255.0, 1e-12).astype(np.float32)
-        zero_point = np.clip(np.round(-low / scale), 0, 255).astype(np.uint8)
-        return scale, zero_point
+def learned_range(quantizer) -> Range:
+    """The range a Golden Stick-style fake quantizer learned (``mins``/``maxs``/``symmetric``/``num_bits``)."""
+    if quantizer.num_bits() != 8:
+        raise UserError(f"INT8 ONNX export needs 8-bit quantizers; this one has {quantizer.num_bits()} bits")
+    return Range(np.asarray(quantizer.mins(), np.float32), np.asarray(quantizer.maxs(), np.float32),
+                 quantizer.symmetric())
 
 
 @dataclasses.dataclass
 class QuantPoints:
     """What SimQAT quantized, by the float model's names: weight layers by weight initializer
-    name (input, weight, output ranges); activations by ONNX node output to quantize."""
+    name (input, weight, output ranges); activations by cell name (input, output ranges)."""
 
     layers: Dict[str, Dict[str, Optional[Range]]]
     activations: Dict[str, Dict[str, Optional[Range]]]
@@ -69,7 +51,7 @@ def _ranges(cell) -> Dict[str, Optional[Range]]:
             quantizer = getattr(cell, getter)()
         except AttributeError:  # ActQuant declares weight_quantizer() but has none
             quantizer = None
-        found[key] = Range.of(quantizer) if quantizer is not None else None
+        found[key] = learned_range(quantizer) if quantizer is not None else None
     return found
 
 
@@ -81,8 +63,7 @@ def quant_points(net) -> QuantPoints:
     for name, cell in net.cells_and_names():
         if not isinstance(cell, QuantCell):
             continue
-        handler = cell.handler()
-        weight = getattr(handler, "weight", None)
+        weight = getattr(cell.handler(), "weight", None)
         if weight is not None:
             layers[weight.name] = _ranges(cell)
         else:
@@ -90,151 +71,104 @@ def quant_points(net) -> QuantPoints:
     return QuantPoints(layers, activations)
 
 
-class _Graph:
-    """An ONNX graph's nodes with their producers and consumers, while Q/DQ nodes are inserted."""
-
-    def __init__(self, model):
-        self.graph = model.graph
-        self.nodes = list(self.graph.node)
-        self.initializers = {t.name: t for t in self.graph.initializer}
-        self.producer = {out: node for node in self.nodes for out in node.output}
-        self.count = 0
-
-    def param_of(self, node, suffix: str) -> Optional[str]:
-        return next((name for name in node.input if name in self.initializers and name.endswith(suffix)), None)
-
-    def add(self, node) -> None:
-        self.nodes.append(node)
-        self.producer.update({out: node for out in node.output})
-
-    def qdq(self, tensor: str, rng: Range, output: Optional[str] = None) -> str:
-        """Q/DQ of ``tensor`` (per tensor); returns the dequantized tensor (``output`` if given)."""
-        from onnx import helper, numpy_helper
-
-        scale, zero_point = rng.scale_zero_point()
-        self.count += 1
-        stem = f"qdq{self.count}"
-        output = output or f"{stem}_dq"
-        self.graph.initializer.extend([numpy_helper.from_array(scale.reshape(()), f"{stem}_scale"),
-                                       numpy_helper.from_array(zero_point.reshape(()), f"{stem}_zp")])
-        self.add(helper.make_node("QuantizeLinear", [tensor, f"{stem}_scale", f"{stem}_zp"], [f"{stem}_q"],
-                                  name=f"{stem}_Q"))
-        self.add(helper.make_node("DequantizeLinear", [f"{stem}_q", f"{stem}_scale", f"{stem}_zp"], [output],
-                                  name=f"{stem}_DQ"))
-        return output
-
-    def quantize_weight(self, name: str, rng: Range) -> None:
-        """Store weight ``name`` as INT8 (per output channel) behind a DequantizeLinear named ``name``."""
-        from onnx import helper, numpy_helper
-
-        weight = numpy_helper.to_array(self.initializers[name])
-        scale, zero_point = rng.scale_zero_point()
-        shape = (-1,) + (1,) * (weight.ndim - 1)
-        quantized = np.clip(np.round(weight / scale.reshape(shape)), -128, 127).astype(np.int8)
-        self.initializers[name].CopyFrom(numpy_helper.from_array(quantized, f"{name}_int8"))
-        self.graph.initializer.extend([numpy_helper.from_array(scale, f"{name}_scale"),
-                                       numpy_helper.from_array(zero_point, f"{name}_zp")])
-        self.add(helper.make_node("DequantizeLinear", [f"{name}_int8", f"{name}_scale", f"{name}_zp"], [name],
-                                  axis=0, name=f"{name}_DQ"))
-
-    def quantize_input(self, node, index: int, rng: Range) -> None:
-        node.input[index] = self.qdq(node.input[index], rng)
-
-    def quantize_output(self, node, rng: Range) -> None:
-        """Q/DQ on ``node``'s output: its consumers (or the graph output of that name) read the DQ."""
-        tensor = node.output[0]
-        if any(value.name == tensor for value in self.graph.output):
-            node.output[0] = f"{tensor}_float"
-            self.producer[node.output[0]] = node
-            self.qdq(node.output[0], rng, output=tensor)
-            return
-        consumers = [n for n in self.nodes if tensor in n.input]
-        dequantized = self.qdq(tensor, rng)
-        for consumer in consumers:
-            consumer.input[:] = [dequantized if name == tensor else name for name in consumer.input]
-
-    def finish(self) -> None:
-        """Write the nodes back in topological order."""
-        ready = {value.name for value in self.graph.input} | {t.name for t in self.graph.initializer} | {""}
-        pending, ordered = list(self.nodes), []
-        while pending:
-            runnable = [n for n in pending if all(name in ready for name in n.input)]
-            if not runnable:
-                raise UserError(f"INT8 graph has a cycle or a missing input at {pending[0].name}")
-            for node in runnable:
-                ordered.append(node)
-                ready.update(node.output)
-            pending = [n for n in pending if n not in runnable]
-        del self.graph.node[:]
-        self.graph.node.extend(ordered)
-
-
-def _source(g: _Graph, tensor: str):
-    """The node computing ``tensor``, looking through inserted Quantize/DequantizeLinear pairs."""
-    node = g.producer.get(tensor)
-    while node is not None and node.op_type in ("QuantizeLinear", "DequantizeLinear"):
-        node = g.producer.get(node.input[0])
-    return node
-
-
-def _block_of(g: _Graph, node, layer: str) -> Optional[str]:
-    """The residual block whose BatchNorm ``layer`` (``bn1``, ``bn2``) computed ``node``'s output
-    ("" for the stem), from the parameter names; None when ``node`` is no such layer."""
-    if node is None or node.op_type != "BatchNormalization":
+def _weight_layer(g: Graph, node) -> Optional[Tuple[str, str]]:
+    """(block, layer) of a Conv from its weight name (``layer1.0.conv2.weight``: ``("layer1.0", "conv2")``;
+    the stem's ``conv1.weight``: ``("", "conv1")``), or None."""
+    if node is None or node.op_type != "Conv":
         return None
-    suffix = ".gamma"
-    name = g.param_of(node, suffix) or ""
-    path = name[: -len(suffix)]
-    if path.rsplit(".", 1)[-1] != layer:
-        return None
-    return path.rsplit(".", 1)[0] if "." in path else ""
+    path = node.input[1].rsplit(".", 1)[0]
+    block, _, layer = path.rpartition(".")
+    return block, layer
 
 
-def _relu_cell_name(g: _Graph, relu) -> Optional[str]:
-    """The SimQAT activation cell of a ResNet ReLU: ``<block>.ReLU`` after the first BatchNorm,
-    ``<block>.ReLU_1`` after the residual Add
-    (``mindspore.rewrite`` names a reused cell's calls so); ``ReLU`` in the stem."""
-    producer = _source(g, relu.input[0])
+def _relu_cell_name(g: Graph, relu) -> Optional[str]:
+    """The SimQAT activation cell of a ResNet ReLU: ``<block>.ReLU`` after the first convolution,
+    ``<block>.ReLU_1`` after the residual Add (``mindspore.rewrite`` names a reused cell's calls
+    so); ``ReLU`` in the stem."""
+    producer = g.source(relu.input[0])
     if producer is not None and producer.op_type == "Add":
-        for name in producer.input:
-            block = _block_of(g, _source(g, name), "bn2")
-            if block:
-                return f"{block}.ReLU_1"
+        blocks = [_weight_layer(g, g.source(name)) for name in producer.input]
+        return next((f"{found[0]}.ReLU_1" for found in blocks if found and found[1] == "conv2" and found[0]), None)
+    found = _weight_layer(g, producer)
+    if found is None or found[1] != "conv1":
         return None
-    block = _block_of(g, producer, "bn1")
-    if block is None:
-        return None
-    return f"{block}.ReLU" if block else "ReLU"
+    return f"{found[0]}.ReLU" if found[0] else "ReLU"
 
 
-def qat_to_qdq(model, points: QuantPoints):
-    """Insert SimQAT's quantization points into a float ONNX ``model`` (in place); returns it.
+def qat_to_qdq(model, points: QuantPoints, batches: Sequence[Dict[str, np.ndarray]]):
+    """SimQAT's INT8 model from the float ONNX ``model`` of its fine-tuned weights (edited in place).
 
-    BatchNorm stays a float op between the convolution's output quantizer and the ReLU's input
-    quantizer, as SimQAT trained it (``bn_fold: false``)."""
-    g = _Graph(model)
-    for node in [n for n in g.nodes if n.op_type in ("Conv", "Gemm")]:
-        ranges = points.layers.get(node.input[1])
-        if ranges is not None:
-            _quantize_node(g, node, ranges)
+    Kernel taps that only ever meet zero padding are cropped (ONNX Runtime's INT8 convolution
+    multiplies them in full) and BatchNorm is folded into the convolutions; their
+    weights take the learned per-channel ranges scaled by the fold (the same INT8 codes). Activations are quantized with the learned ranges at
+    the network input, the classifier input and every ReLU output (a ReLU followed by a
+    zero-point-0 Quantize is what ONNX Runtime fuses into the INT8 op before it). Tensors left
+    without a range (residual-branch outputs, which SimQAT quantized before BatchNorm; the
+    downsample convolutions, which it left float) get min/max ranges over ``batches``. Biases
+    become INT32 and the logits stay float. ONNX Runtime then runs every convolution, residual
+    Add and the classifier as an INT8 op."""
+    model.opset_import[0].version = max(model.opset_import[0].version, QDQ_OPSET)
+    g = Graph(model)
+    crop_padding_taps(g)
+    factors = fold_batchnorm(g)
+    _quantize_activations(g, points)
+    _quantize_learned_layers(g, points, factors)
+    _quantize_remaining_weights(g)
+    _quantize_calibrated(g, batches)
+    _quantize_biases(g)
+    g.finish()
+    return model
+
+
+def _quantize_activations(g: Graph, points: QuantPoints) -> None:
     for node in [n for n in g.nodes if n.op_type == "Relu"]:
         name = _relu_cell_name(g, node)
         if name not in points.activations:
             raise UserError(f"cannot match ONNX node {node.name} to a SimQAT activation cell (looked for {name!r}); "
                             "INT8 ONNX from SimQAT supports the zoo's ResNets")
-        _quantize_node(g, node, points.activations[name])
-    g.finish()
-    model.opset_import[0].version = max(model.opset_import[0].version, QDQ_OPSET)
-    return model
+        if points.activations[name]["output"] is not None:
+            g.quantize_output(node, points.activations[name]["output"])
 
 
-def _quantize_node(g: _Graph, node, ranges: Dict[str, Optional[Range]]) -> None:
-    if ranges["input"] is not None:
-        g.quantize_input(node, 0, ranges["input"])
-    if ranges["weight"] is not None:
-        g.quantize_weight(node.input[1], ranges["weight"])
-    if ranges["output"] is not None:
-        g.quantize_output(node, ranges["output"])
+def _quantize_learned_layers(g: Graph, points: QuantPoints, factors: Dict[str, np.ndarray]) -> None:
+    """Inputs, weights and (where no BatchNorm was folded in after the quantizer) outputs of the
+    layers SimQAT quantized."""
+    for node in [n for n in g.nodes if n.op_type in ("Conv", "Gemm") and n.input[1] in points.layers]:
+        ranges, weight = points.layers[node.input[1]], node.input[1]
+        if ranges["input"] is not None and not g.dequantized(node.input[0]):
+            g.quantize_input(node, 0, ranges["input"])
+        if ranges["weight"] is not None:
+            g.quantize_weight(weight, ranges["weight"].scaled(factors[weight]) if weight in factors
+                              else ranges["weight"])
+        if ranges["output"] is not None and weight not in factors and not g.is_output(node.output[0]):
+            g.quantize_output(node, ranges["output"])
+
+
+def _quantize_remaining_weights(g: Graph) -> None:
+    """Weights SimQAT left float (Golden Stick skips the residual downsample convolutions)."""
+    for node in [n for n in g.nodes if n.op_type in ("Conv", "Gemm") and n.input[1] in g.initializers]:
+        g.quantize_weight(node.input[1], weight_range(g.array(node.input[1])))
+
+
+def _quantize_calibrated(g: Graph, batches: Sequence[Dict[str, np.ndarray]]) -> None:
+    """Q/DQ with calibrated ranges on layer outputs nothing quantizes (the logits excepted) and on
+    layer inputs still float, so no float op is left between INT8 ops."""
+    layers = [n for n in g.nodes if n.op_type in ("Conv", "Gemm", "Add")]
+    outputs = [n for n in layers if not g.quantized_after(n.output[0]) and not g.is_output(n.output[0])]
+    calibrated = {n.output[0] for n in outputs}
+    inputs = [(n, i) for n in layers for i, name in enumerate(n.input)
+              if name not in g.initializers and name not in calibrated and not g.dequantized(name)]
+    ranges = calibrate(g, sorted(calibrated | {n.input[i] for n, i in inputs}), batches)
+    for node in outputs:
+        g.quantize_output(node, ranges[node.output[0]])
+    for node, index in inputs:
+        g.quantize_input(node, index, ranges[node.input[index]])
+
+
+def _quantize_biases(g: Graph) -> None:
+    for node in [n for n in g.nodes if n.op_type in ("Conv", "Gemm") and len(n.input) > 2]:
+        if g.dequantized(node.input[0]) and node.input[2] in g.initializers:
+            g.quantize_bias(node, g.array(f"{node.input[1]}_scale"))
 
 
 class _Batches:

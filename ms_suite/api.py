@@ -169,8 +169,8 @@ def compare(run_dirs: Sequence[str], threads: Optional[int] = None, repeats: int
     """The deployable variants of compression runs, measured in ONNX Runtime with the same thread count:
     ``headers`` and ``rows`` (top-1, file MB, latency at batch 1 and 32, params, FLOPs), the
     accuracy-vs-latency ``plot`` and the ``table`` JSON written next to it."""
-    from ms_suite.compression.compare import (TABLE_HEADERS, measure_latency, plot, read_variants, table_rows,
-                                              write_json)
+    from ms_suite.compression.compare import (CALLS_PER_ROUND, TABLE_HEADERS, measure_latency, plot, read_variants,
+                                              table_rows, write_json)
 
     threads = (os.cpu_count() or 1) if threads is None else threads
     if threads < 1 or repeats < 1:
@@ -178,6 +178,7 @@ def compare(run_dirs: Sequence[str], threads: Optional[int] = None, repeats: int
     variants = read_variants(run_dirs)
     measure_latency(variants, threads, repeats)
     return {"headers": TABLE_HEADERS, "rows": table_rows(variants), "threads": threads, "repeats": repeats,
+            "calls_per_round": CALLS_PER_ROUND,
             "plot": plot(variants, plot_file, threads),
             "table": write_json(variants, os.path.splitext(plot_file)[0] + ".json", threads)}
 

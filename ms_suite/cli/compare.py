@@ -23,7 +23,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     result = api.compare(args.runs, args.threads, args.repeats, args.plot)
     print(format_table(result["headers"], result["rows"]))
-    print(f"latency: ONNX Runtime {result['threads']} thread(s), median of {result['repeats']} runs; random inputs")
+    print(f"latency: ONNX Runtime {result['threads']} thread(s), median over {result['repeats']} rounds of "
+          f"{result['calls_per_round']} calls, files in turn; random inputs")
     print(f"plot: {result['plot']}")
     print(f"table: {result['table']}")
     return 0

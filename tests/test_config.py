@@ -43,11 +43,21 @@ def test_inheritance_and_overrides(tmp_path):
     ("train.epochs=ten", "expected an integer"),
     ("data.augment=maybe", "true or false"),
     ("train", "expected KEY=VALUE"),
+    ("parallel.grad_reduce_dtype=int8", "parallel.grad_reduce_dtype"),
+    ("parallel.grad_buckets=-1", "`parallel.grad_buckets` = -1 is invalid: expected a value >= 0"),
 ])
 def test_bad_override_names_key_and_fix(override, fragment):
     with pytest.raises(UserError, match=None) as err:
         load_config(os.path.join(ROOT, "configs", "quickstart.yaml"), [override])
     assert fragment in str(err.value)
+
+
+def test_grad_reduce_keys_default_to_mindspores_reducer_and_accept_overrides():
+    quickstart = os.path.join(ROOT, "configs", "quickstart.yaml")
+    default = load_config(quickstart).parallel
+    assert default.grad_reduce_dtype == "float32" and default.grad_buckets is None
+    cfg = load_config(quickstart, ["parallel.grad_reduce_dtype=float16", "parallel.grad_buckets=4"]).parallel
+    assert cfg.grad_reduce_dtype == "float16" and cfg.grad_buckets == 4
 
 
 def test_unknown_key_names_file_and_closest_key(tmp_path):

@@ -13,12 +13,13 @@ from conftest import ROOT
 from ms_suite.config import load_config
 from ms_suite.config.schema import ParallelConfig, TrainConfig
 from ms_suite.checkpoint import atomic_save, merge_slices, own_slice, rank_dir
+from ms_suite.engine.grad_reduce import BucketedGradReducer, bucket_bounds
 from ms_suite.engine.train_step import TrainStep
 from ms_suite.errors import UserError
 from ms_suite.checkpoint import read_checkpoint
 from ms_suite.runtime import distributed
 from ms_suite.runtime.auto_parallel import check_trainer_support, context_kwargs
-from ms_suite.runtime.distributed import DistInfo, agree_on_step, last_stage_loss
+from ms_suite.runtime.distributed import DistInfo, agree_on_step, check_grad_reduce, last_stage_loss
 
 SEMI = "semi_auto_parallel"
 
@@ -48,6 +49,37 @@ def test_gradient_handling_per_mode():
     assert pipeline.reducer is None and isinstance(pipeline.pipeline_reducer, nn.PipelineGradReducer)
     accumulators = [p.name for p in pipeline.pipeline_reducer.get_parameters() if p.name.startswith("accu_grads.")]
     assert accumulators == ["accu_grads.dense.weight", "accu_grads.dense.bias"]  # the names the pipeline pass fills
+
+
+def test_grad_reduce_options_pick_the_bucketed_reducer():
+    assert isinstance(_step(parallel="data_parallel", grad_buckets=None).reducer, nn.DistributedGradReducer)
+    half = _step(parallel="data_parallel", grad_reduce_dtype="float16").reducer
+    packed = _step(parallel="data_parallel", grad_buckets=1).reducer
+    assert isinstance(half, BucketedGradReducer) and half.dtype == ms.float16 and len(half.groups) == 2
+    assert packed.dtype == ms.float32 and packed.groups == [(1, 0)]  # bias (last in backward order) first
+    assert _step(parallel="standalone", grad_reduce_dtype="float16").reducer is None
+
+
+def test_bucket_bounds_split_sizes_evenly_in_order():
+    assert bucket_bounds([4, 4, 4, 4], 2) == [0, 2]
+    assert bucket_bounds([10, 1, 1, 1], 2) == [0, 1]
+    assert bucket_bounds([1, 1, 1], 1) == [0] and bucket_bounds([1, 1], 5) == [0, 1]
+
+
+@pytest.mark.parametrize("cfg, device, message", [
+    (ParallelConfig(mode="data_parallel", grad_reduce_dtype="bfloat16"), "CPU", "bfloat16 needs Ascend or GPU"),
+    (ParallelConfig(mode=SEMI, grad_reduce_dtype="float16"), "Ascend", "apply to parallel.mode=data_parallel"),
+    (ParallelConfig(mode=SEMI, grad_buckets=2), "GPU", "apply to parallel.mode=data_parallel"),
+])
+def test_grad_reduce_options_that_do_not_apply_are_refused(cfg, device, message):
+    with pytest.raises(UserError, match=message):
+        check_grad_reduce(cfg, device)
+
+
+def test_grad_reduce_options_accepted_for_data_parallel():
+    check_grad_reduce(ParallelConfig(mode="data_parallel", grad_reduce_dtype="float16", grad_buckets=4), "CPU")
+    check_grad_reduce(ParallelConfig(mode="data_parallel", grad_reduce_dtype="bfloat16"), "Ascend")
+    check_grad_reduce(ParallelConfig(mode=SEMI), "Ascend")
 
 
 def test_data_shards_and_checkpoint_writers():

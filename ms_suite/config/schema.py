@@ -157,6 +157,12 @@ class ParallelConfig:
     micro_batch_num: int = _f(1, "pipeline micro-batches per step", ge=1)
     optimizer_shard: bool = _f(False, "shard optimizer state across data-parallel ranks")
     recompute: bool = _f(False, "recompute activations in backward to save memory")
+    grad_reduce_dtype: Literal["float32", "float16", "bfloat16"] = _f(
+        "float32", "data parallel: dtype the gradients are all-reduced in (cast back after); float16 halves the "
+                   "bytes, bfloat16 needs Ascend or GPU")
+    grad_buckets: Optional[int] = _f(None, "data parallel: pack the gradients into this many flat all-reduce "
+                                           "buffers (0: one per gradient); null: MindSpore's DistributedGradReducer",
+                                     ge=0)
 
 
 @dataclasses.dataclass

@@ -6,7 +6,8 @@ With ``apply=False`` it only adds the gradients to the accumulation buffers; wit
 one graph per value (one when there is no accumulation).
 
 ``parallel`` is the run's ``parallel.mode``. Data parallel all-reduces the gradients with
-``nn.DistributedGradReducer``. Semi-auto/auto parallel leaves the reductions to MindSpore's
+``nn.DistributedGradReducer``, or in ``grad_reduce_dtype`` and ``grad_buckets`` flat buffers
+(:mod:`ms_suite.engine.grad_reduce`). Semi-auto/auto parallel leaves the reductions to MindSpore's
 parallel pass (it inserts them from the layout), sums the overflow flag over all ranks (each
 checked only its own gradient slices), and with ``micro_batches > 1`` (pipeline stages, the loss
 cell wrapped in ``Pipeline``) takes the micro-batch gradients the pipeline pass accumulated from
@@ -20,6 +21,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.amp import all_finite
 
+from ms_suite.engine.grad_reduce import build_grad_reducer
 from ms_suite.runtime.auto_parallel import AUTO_MODES
 
 
@@ -28,7 +30,8 @@ class TrainStep(nn.Cell):
 
     def __init__(self, net_with_loss: nn.Cell, optimizer: nn.Optimizer, *, loss_scale: str = "none",
                  scale_value: float = 1024.0, scale_window: int = 1000, clip_norm: Optional[float] = None,
-                 accumulation_steps: int = 1, parallel: str = "standalone", micro_batches: int = 1):
+                 accumulation_steps: int = 1, parallel: str = "standalone", micro_batches: int = 1,
+                 grad_reduce_dtype: str = "float32", grad_buckets: Optional[int] = None):
         super().__init__(auto_prefix=False)
         self.network = net_with_loss
         self.network.set_grad()
@@ -48,7 +51,8 @@ class TrainStep(nn.Cell):
         self.scale_window = scale_window
         self.clip_norm = clip_norm
         self.data_parallel = parallel == "data_parallel"
-        self.reducer = nn.DistributedGradReducer(self.weights) if self.data_parallel else None
+        self.reducer = (build_grad_reducer(self.weights, grad_reduce_dtype, grad_buckets)
+                        if self.data_parallel else None)
         self.sliced = parallel in AUTO_MODES
         self.all_reduce = ops.AllReduce() if self.sliced else None
         # nn.PipelineGradReducer (construct(grads)), not mindspore.parallel.nn's: in 2.7.2 that one reads

@@ -164,7 +164,8 @@ class Trainer:
                               scale_value=cfg.train.loss_scale_value, clip_norm=cfg.train.clip_grad_norm,
                               accumulation_steps=accum,
                               parallel=self.dist.mode if self.dist.world_size > 1 else "standalone",
-                              micro_batches=cfg.parallel.micro_batch_num if self.dist.pipeline_stages > 1 else 1)
+                              micro_batches=cfg.parallel.micro_batch_num if self.dist.pipeline_stages > 1 else 1,
+                              grad_reduce_dtype=cfg.parallel.grad_reduce_dtype, grad_buckets=cfg.parallel.grad_buckets)
         self.dropout.register_in(self.step)
         self.ema = EmaUpdate(self.net, cfg.train.ema_decay) if cfg.train.ema_decay else None
         self.state_cell = TrainingCell(self.step, self.ema)

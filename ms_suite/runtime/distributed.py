@@ -86,6 +86,7 @@ def init_distributed(cfg: ParallelConfig, strategy_dir: Optional[str] = None) ->
     from mindspore.communication import get_group_size, get_rank, init
 
     auto = cfg.mode in AUTO_MODES  # model/pipeline parallel
+    check_grad_reduce(cfg, ms.get_context("device_target"))
     if auto:
         check_device(cfg, ms.get_context("device_target"))  # before init(): a clear error on CPU
     try:
@@ -102,6 +103,17 @@ def init_distributed(cfg: ParallelConfig, strategy_dir: Optional[str] = None) ->
                                  device_num=info.world_size)
     log.info("data parallel: rank %d of %d", info.rank, info.world_size)
     return info
+
+
+def check_grad_reduce(cfg: ParallelConfig, device: str) -> None:
+    """``grad_reduce_dtype`` / ``grad_buckets`` are for data parallel (standalone ignores them); CPU has no bfloat16."""
+    changed = cfg.grad_reduce_dtype != "float32" or cfg.grad_buckets is not None
+    if changed and cfg.mode in AUTO_MODES:
+        raise UserError(f"parallel.grad_reduce_dtype / grad_buckets apply to parallel.mode=data_parallel (now "
+                        f"{cfg.mode}); MindSpore's parallel pass inserts the reductions in this mode")
+    if cfg.grad_reduce_dtype == "bfloat16" and device == "CPU":
+        raise UserError("parallel.grad_reduce_dtype=bfloat16 needs Ascend or GPU: MindSpore 2.7.2's CPU AllReduce "
+                        "takes float32 and float16; use float16 on CPU")
 
 
 def _strategy_file(directory: Optional[str], rank: int) -> Optional[str]:

@@ -4,7 +4,8 @@ Every rank all-reduces tensors shaped like the trainable parameters of a model (
 CIFAR stem: 62 tensors, 44.7 MB in float32), the way a data-parallel step does, and times:
 
 - ``eager per tensor``: one ``ops.AllReduce`` per gradient, PyNative;
-- ``eager one buffer``: the gradients packed into one flat buffer, one ``ops.AllReduce``;
+- ``eager one buffer``: the gradients packed into one flat buffer, one ``ops.AllReduce`` (and
+  ``eager 4 KB`` / ``eager 4.5 MB``: the first 1024 / tenth of its floats: fixed vs per-byte cost);
 - ``graph reducer``: ``nn.DistributedGradReducer`` (compiled; what TrainStep runs by default),
   and the same with its ``fusion`` attribute off (shows whether the backend fuses at all);
 - ``graph per tensor`` / ``graph N bucket(s)``: the suite's ``BucketedGradReducer``, one
@@ -93,10 +94,13 @@ def main() -> None:
     arrays = gradient_like(args.model)
     grads = [Tensor(a) for a in arrays]
     params = ParameterTuple([Parameter(Tensor(a), name=f"p{i}") for i, a in enumerate(arrays)])
-    flat = Tensor(np.concatenate([a.ravel() for a in arrays]))
-    src, dst = np.concatenate([a.ravel() for a in arrays]), np.empty(flat.shape, np.float32)
+    src = np.concatenate([a.ravel() for a in arrays])
+    dst, flat = np.empty_like(src), Tensor(src)
+    small, tenth = Tensor(src[:1024].copy()), Tensor(src[:src.size // 10].copy())
     all_reduce = ops.AllReduce()
     cases = {"memcpy": lambda: np.copyto(dst, src),
+             "eager 4 KB": lambda: all_reduce(small).asnumpy(),
+             "eager 4.5 MB": lambda: all_reduce(tenth).asnumpy(),
              "eager one buffer": lambda: all_reduce(flat).asnumpy(),
              "eager per tensor": lambda: [all_reduce(g).asnumpy() for g in grads],
              **graph_cases(grads, params)}

@@ -109,6 +109,18 @@ def test_ranks_end_identical_and_match_one_process_on_the_same_batches(dp_run, r
         np.testing.assert_allclose(dp.asnumpy(), single.asnumpy(), rtol=1e-4, atol=1e-5, err_msg=dp.name)
 
 
+@pytest.mark.slow
+def test_packed_float32_all_reduce_gives_the_default_weights_bit_for_bit(dp_run, tmp_path):
+    """parallel.grad_buckets packs the gradients into flat buffers: with 2 ranks the float32 sums are the same."""
+    out = tmp_path / "buckets"
+    proc = script("run_distribute_train.sh", "-c", RECIPE, "-n", "2", "--device", "CPU", "--output-dir", str(out),
+                  "--master-port", str(free_port()), "--set", *TINY, "parallel.grad_buckets=4")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    digest = {run: (run / "logs" / "worker_0.log").read_text().split("rank 0 weights sha256 ")[1][:64]
+              for run in (dp_run[0], out)}
+    assert digest[dp_run[0]] == digest[out]
+
+
 def _one_process_metrics(run_dir) -> dict:
     """The whole eval split in this process, in graph mode like the trainer, with the run's final checkpoint."""
     from ms_suite.config import load_config

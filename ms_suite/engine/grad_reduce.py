@@ -4,7 +4,8 @@
 ``buckets`` null), exactly what TrainStep always ran. Otherwise :class:`BucketedGradReducer`:
 
 - ``dtype`` float16/bfloat16 casts each gradient before the all-reduce and back after, halving
-  the bytes on the wire (``DistributedGradReducer`` itself casts everything to float32 first);
+  the bytes on the wire (``DistributedGradReducer`` itself casts everything to float32 first;
+  on MindSpore 2.7.2's CPU transport float16 measured slower, docs/results/data-parallel.md);
 - ``buckets`` N packs the gradients, in backward order (last layer first), into N flat buffers
   of about equal bytes, one AllReduce each. MindSpore's own fusion (``fusion`` attribute, set by
   ``all_reduce_fusion_config``) is a backend pass; packing in the graph fuses on every backend,

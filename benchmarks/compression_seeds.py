@@ -29,7 +29,7 @@ ALGORITHMS = ("simqat", "slb", "scop", "unipruner", "distill")
 # restart) must instead reach SLB_FLOOR, three times chance.
 MAX_DROP = {"simqat": 0.5, "scop": 1.0, "unipruner": 1.0, "distill": 1.5}
 SLB_FLOOR = 30.0
-QUICK = [*QUICK_RESNET, "train.epochs=1", "compression.scop.knockoff_epochs=1"]
+QUICK = [*QUICK_RESNET, "train.epochs=1"]
 
 
 def options(parser) -> None:

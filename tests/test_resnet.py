@@ -41,3 +41,18 @@ def test_zero_init_residual():
     gammas = {n: p.asnumpy() for n, p in net.parameters_dict().items() if n.endswith("gamma")}
     assert not gammas["layer1.0.bn2.gamma"].any() and not gammas["layer4.1.bn2.gamma"].any()
     assert gammas["layer1.0.bn1.gamma"].all() and gammas["layer2.0.downsample.1.gamma"].all()
+
+
+def test_stem_max_pool_equals_zero_padding():
+    """The stem's padded MaxPool2d gives what ZeroPad2d + a valid MaxPool2d gives on post-ReLU (>= 0)
+    inputs, outputs and input gradients alike, odd and even sizes."""
+    from mindspore import nn
+
+    padded, zero_padded = nn.MaxPool2d(3, 2, pad_mode="pad", padding=1), nn.SequentialCell(nn.ZeroPad2d(1),
+                                                                                         nn.MaxPool2d(3, 2))
+    for size in (15, 16):
+        x = ms.Tensor(np.maximum(np.random.default_rng(size).standard_normal((2, 3, size, size)), 0), ms.float32)
+        results = [(pool(x).asnumpy(), ms.grad(lambda inp, p=pool: (p(inp) * p(inp)).sum())(x).asnumpy())
+                   for pool in (padded, zero_padded)]
+        for ours, reference in zip(*results):
+            np.testing.assert_array_equal(ours, reference)

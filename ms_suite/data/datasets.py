@@ -15,6 +15,7 @@ before building the next train dataset (eval datasets do not touch the seed).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -22,6 +23,7 @@ import math
 import os
 import random
 import re
+import zipfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -102,7 +104,30 @@ def _root(cfg: DataConfig) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _digits_arrays(val_split: float) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-    """sklearn's 8x8 digits on the 0-255 scale, zero-padded by 1 pixel, split stratified."""
+    """sklearn's 8x8 digits on the 0-255 scale, zero-padded by 1 pixel, split stratified.
+
+    The split is kept in the suite's cache folder (``$MS_SUITE_CACHE``), keyed by ``val_split`` and
+    scikit-learn's version: importing scikit-learn takes longer than the rest of the suite's own
+    start-up, and a launch that finds the file does not import it."""
+    path = _digits_cache_file(val_split)
+    try:
+        with np.load(path) as saved:
+            return {split: (saved[f"{split}_x"], saved[f"{split}_y"]) for split in ("train", "eval")}
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):  # none yet, or unreadable
+        arrays = _split_digits(val_split)
+    _save_quietly(path, {f"{split}_{k}": a for split, pair in arrays.items() for k, a in zip("xy", pair)})
+    return arrays
+
+
+def _digits_cache_file(val_split: float) -> str:
+    from importlib.metadata import version
+
+    from ms_suite.runtime.device import default_cache_dir
+
+    return os.path.join(default_cache_dir(), "data", f"digits_split{val_split!r}_sklearn{version('scikit-learn')}.npz")
+
+
+def _split_digits(val_split: float) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -111,6 +136,19 @@ def _digits_arrays(val_split: float) -> Dict[str, Tuple[np.ndarray, np.ndarray]]
     xt, xe, yt, ye = train_test_split(x.astype(np.float32), y.astype(np.int32), test_size=val_split,
                                       stratify=y, random_state=0)
     return {"train": (xt, yt), "eval": (xe, ye)}
+
+
+def _save_quietly(path: str, arrays: Dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` to ``path`` atomically; a folder that cannot be written only costs the cache."""
+    tmp = f"{path}.{os.getpid()}.tmp.npz"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError as err:
+        log.debug("digits split not cached at %s: %s", path, err)
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
 
 
 class _Digits(_Source):

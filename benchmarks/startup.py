@@ -77,7 +77,7 @@ def measure(model: str, rounds: int, quick: bool, workdir: str, load: LoadWatch)
 def figures(runs: Dict[str, List]) -> Dict[str, float]:
     """Medians, and the suite's share of a warm start."""
     first = {kind: median([run["time_to_first_step_s"] for run in runs[kind]]) for kind in ("cold", "warm")}
-    compile_s = {kind: median([run["compile_s"] for run in runs[kind]]) for kind in ("cold", "warm")}
+    compile_s = {kind: round(median([run["compile_s"] for run in runs[kind]]), 3) for kind in ("cold", "warm")}
     import_s = median(runs["import_mindspore_s"])
     step_s = median([run["steady_step_s"] for run in runs["warm"]])
     return {"cold_s": round(first["cold"], 3), "warm_s": round(first["warm"], 3),

@@ -8,13 +8,15 @@ import numpy as np
 from mindspore import Tensor, jit, nn, ops
 
 from ms_suite.config.schema import TrainConfig
+from ms_suite.runtime.auto_parallel import context_active
 
 
 def fused_momentum_applies(params, cfg: TrainConfig) -> bool:
     """Whether :class:`FusedDecayMomentum` can stand in for ``nn.Momentum`` bit for bit: CPU, fp32
-    weights, weight decay and momentum, no Nesterov (whose update ``ops.SGD`` orders differently)."""
+    weights, weight decay and momentum, no Nesterov (whose update ``ops.SGD`` orders differently),
+    and whole weights (not sliced by a (semi-)auto-parallel layout, which its zero flags would not match)."""
     return (ms.get_context("device_target") == "CPU" and cfg.weight_decay > 0 and cfg.momentum > 0
-            and not cfg.nesterov and all(p.dtype == ms.float32 for p in params))
+            and not cfg.nesterov and not context_active() and all(p.dtype == ms.float32 for p in params))
 
 
 _fused_momentum = ops.MultitypeFuncGraph("fused_momentum")

@@ -31,6 +31,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps (after the compiling one)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the compiling one")
     parser.add_argument("--input-shape", type=int, nargs="+", help="per-sample input shape (default: the model's)")
+    parser.add_argument("--inputs", metavar="NPZ", help="image models: take the batch from this .npz ('images', "
+                        "'labels') instead of random numbers (vs_mindcv.py feeds both contenders one file)")
     parser.add_argument("--flops", action="store_true", help="also count the model FLOPs per sample")
     parser.add_argument("--bare", action="store_true",
                         help="a bare MindSpore step instead (TrainOneStepCell + Momentum; image models)")
@@ -52,6 +54,12 @@ def random_batch(task: str, shape: Tuple[int, ...], batch: int, num_classes: int
                 rng.integers(5, vocab, (batch, predictions)).astype(np.int32),
                 np.ones((batch, predictions), np.float32))
     raise SystemExit(f"ms_steps.py: no random batch for task {task!r}")
+
+
+def batch_from_file(path: str) -> tuple:
+    """(images, labels) from an .npz written by ``vs_mindcv.py``."""
+    arrays = np.load(path)
+    return arrays["images"].astype(np.float32), arrays["labels"].astype(np.int32)
 
 
 def forward_flops(net, task: str, shape: Tuple[int, ...]) -> int:
@@ -108,7 +116,9 @@ def step_fn(args, cfg, task_name: str, shape: Tuple[int, ...], num_classes: int)
     else:
         net, step = build(cfg, task_name, shape, num_classes, args.steps + args.warmup + 1)
     vocab = getattr(getattr(net, "config", None), "vocab_size", 0)
-    batch = tuple(Tensor(a) for a in random_batch(task_name, shape, args.batch, num_classes, vocab))
+    arrays = batch_from_file(args.inputs) if args.inputs else random_batch(task_name, shape, args.batch,
+                                                                            num_classes, vocab)
+    batch = tuple(Tensor(a) for a in arrays)
     if args.bare:
         step.set_train(True)
         return lambda: step(*batch).asnumpy(), net

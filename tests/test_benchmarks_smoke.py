@@ -25,11 +25,13 @@ EXPECTED = {
     "data_pipeline": {"ratio", "pipelines", "data_wait_share"} | TARGET,
     "dp_scaling": {"efficiency", "one_worker_samples_per_s", "two_workers_samples_per_s"} | TARGET,
     "eval_scaling": {"speedup", "one_worker_eval_s", "two_workers_eval_s", "eval_samples"},
-    "startup": {"ratio", "cold_s", "warm_s", "runs"} | TARGET,
+    "startup": {"suite_share_s", "cold_s", "warm_s", "warm_over_cold", "runs", "models"} | TARGET,
 }
+MINDCV_PYTHON = os.environ.get("MS_SUITE_MINDCV_PYTHON", "")
 
 
 def run_quick(name: str) -> dict:
+    """``benchmarks/<name>.py --quick``; its closing JSON line."""
     env = {**os.environ, "PATH": f"{os.path.join(ROOT, '.venv', 'bin')}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", f"{name}.py"), "--quick"], cwd=ROOT,
                           capture_output=True, text=True, timeout=900, env=env)
@@ -48,7 +50,7 @@ def test_quick_run_reports_json(name, cache_env):
     assert COMMON | EXPECTED[name] <= set(report), sorted(COMMON | EXPECTED[name] - set(report))
     assert report["benchmark"] == name and report["quick"] is True
     assert report["machine"]["cores"] >= 1 and report["machine"]["mindspore"]
-    headline = report.get("ratio", report.get("efficiency"))
+    headline = report.get("ratio", report.get("efficiency", report.get("suite_share_s")))
     if headline is not None:
         assert positive(headline) and report["met"] in (True, False)
     if name == "throughput":
@@ -60,3 +62,13 @@ def test_quick_run_reports_json(name, cache_env):
     if name == "data_pipeline":
         assert set(report["pipelines"]) == {"CIFAR-10 binary", "JPEG ImageFolder"}
         assert 0 <= report["ratio"] < 1
+    if name == "startup":
+        assert set(report["models"]) == {"quickstart", "resnet50"}
+
+
+@pytest.mark.skipif(not os.path.isfile(MINDCV_PYTHON), reason="no MindCV environment (MS_SUITE_MINDCV_PYTHON)")
+def test_vs_mindcv_quick_run_reports_json(cache_env):
+    """Only where a MindCV 0.3.0 virtualenv is given (docs/guides/benchmarks.md); CI has none."""
+    report = run_quick("vs_mindcv")
+    assert COMMON | {"ratio", "models"} | TARGET <= set(report)
+    assert positive(report["models"]["resnet18"]["mindcv_samples_per_s"]) and positive(report["ratio"])

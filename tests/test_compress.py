@@ -23,6 +23,7 @@ from ms_suite.compression.distillation import DistillationLoss, freeze
 from ms_suite.compression.pruning import remove_block_channels
 from ms_suite.compression.report import FAKE_QUANT_OP, mindir_stats, read_mindir
 from ms_suite.config import load_config
+from ms_suite.engine.callbacks import Callback
 from ms_suite.engine.loss import CrossEntropy, NetWithLoss
 from ms_suite.errors import UserError
 from ms_suite.models.registry import create_model
@@ -35,6 +36,15 @@ TINY = [*WIDTH, "train.epochs=1", "train.batch_size=64", "eval.batch_size=128"]
 SLB_SCHEDULE = ["train.epochs=3", "compression.slb.t_start_time=0.5", "compression.slb.t_end_time=1.0"]
 SLB_FLOOR = 30.0  # three times chance; a width-8 run with this schedule reached 48%
 DISTILL_EPOCHS = 12  # the width-6 student starts from scratch
+# SCOP fine-tunes the pruned width-8 model for 10 epochs (about 5 s each): its inner convolutions keep 5 of
+# 8 channels in layer1, and with 2 epochs it ended 1.7-2 pt below the float model; with 10 it ended at or
+# above it (0 and +1.9 pt, two seeds).
+SCOP_EPOCHS = 10
+# A pruned network fine-tunes from the float model's weights, so one epoch brings it close to the float
+# model (88-93% in development runs). SCOP's pruned network restarted from random weights was at 54%
+# after one epoch and ended only 1.4 pt below the float model after 10 (easy digits): the bound alone
+# barely tells the two apart, the first epoch does.
+PRUNED_FIRST_EPOCH_FLOOR = 80.0
 
 
 def recipe(name: str) -> str:
@@ -46,25 +56,30 @@ def pretrained(float_model):
     return float_model[0]
 
 
-# SCOP and UniPruner miss their 1-pt bound at this test scale (float 95.56 -> SCOP 93.61 and UniPruner
-# 93.89 with the settings below); reported as xfail with the figures, after their other checks.
-PRUNING_SHORTFALL = "the 1-pt pruning bound is not met at test scale (docs/guides/compression.md)"
-
-
-def assert_within(report: dict, points: float, known_shortfall: str = "") -> None:
-    """The compressed model's top-1 is at most ``points`` below the float model's (or, with a
-    ``known_shortfall``, an xfail that names both figures)."""
+def assert_within(report: dict, points: float) -> None:
+    """The compressed model's top-1 is at most ``points`` below the float model's."""
     before, after = report["before"]["metrics"]["top1"], report["after"]["metrics"]["top1"]
     assert before >= FLOAT_FLOOR
-    if known_shortfall and after < before - points:
-        pytest.xfail(f"{report['algorithm']}: {after:.2f} vs float {before:.2f}: {known_shortfall}")
     assert after >= before - points, f"{report['algorithm']}: {after:.2f} vs float {before:.2f}"
 
 
-def run(tmp_path, name: str, pretrained: str, *overrides: str) -> dict:
+class EpochEvals(Callback):
+    """Eval top-1 after every epoch, one list per training stage (SCOP: knockoff, then fine-tuning)."""
+
+    def __init__(self) -> None:
+        self.stages: list = []
+
+    def on_train_begin(self, state) -> None:
+        self.stages.append([])
+
+    def on_epoch_end(self, state) -> None:
+        self.stages[-1].append(state.metrics["top1"])
+
+
+def run(tmp_path, name: str, pretrained: str, *overrides: str, callbacks=()) -> dict:
     cfg = load_config(recipe(name), [*TINY, *overrides])
     use_pretrained(cfg, pretrained)
-    report = compress(cfg, str(tmp_path / name))
+    report = compress(cfg, str(tmp_path / name), callbacks)
     with open(tmp_path / name / REPORT_NAME) as fh:
         assert json.load(fh) == json.loads(json.dumps(report))
     assert os.path.isfile(report["before"]["file"]) and os.path.isfile(report["after"]["file"])
@@ -138,27 +153,33 @@ def test_slb_2bit(tmp_path, pretrained):
 
 @pytest.mark.slow
 def test_scop_removes_channels(tmp_path, pretrained):
-    report = run(tmp_path, "scop", pretrained, "train.epochs=2", "train.batch_size=32")
+    evals = EpochEvals()
+    report = run(tmp_path, "scop", pretrained, f"train.epochs={SCOP_EPOCHS}", "train.batch_size=32",
+                 callbacks=[evals])
     assert report["after"]["params"] < 0.7 * report["before"]["params"]
     assert report["after"]["flops"] < 0.7 * report["before"]["flops"]
     rows = {row["layer"]: row for row in report["layers"]}
     assert rows["layer3.0.conv1"]["channels_after"] == 32 - int(0.45 * 32)
     assert rows["layer3.0.conv2"]["channels_after"] == 32  # block outputs keep the residual width
     assert (tmp_path / "scop" / "knockoff" / "summary.json").is_file()
-    assert_within(report, 1.0, PRUNING_SHORTFALL)
+    assert len(evals.stages) == 2 and evals.stages[1][0] >= PRUNED_FIRST_EPOCH_FLOOR, evals.stages
+    assert_within(report, 1.0)
 
 
 @pytest.mark.slow
 def test_unipruner_prunes_and_exports_plain_names(tmp_path, pretrained):
-    # The recipe's 0.55 target cost this width-8 model 1.1-1.7 pt in 2-4 epochs; 0.7 over 6 epochs keeps it.
-    report = run(tmp_path, "unipruner", pretrained, "train.epochs=6", "train.batch_size=32",
+    # UniPruner zeroes the whole cut before the first epoch; at the recipe's lr 0.01 this width-8 model
+    # recovered too slowly (1.1-1.7 pt below after 6-10 epochs), at 0.03 it ends above the float model.
+    evals = EpochEvals()
+    report = run(tmp_path, "unipruner", pretrained, "train.epochs=6", "train.batch_size=32", "train.lr=0.03",
                  "compression.unipruner.target_sparsity=0.7", "compression.unipruner.pruning_step=4",
-                 "compression.unipruner.filter_lower_threshold=4")
+                 "compression.unipruner.filter_lower_threshold=4", callbacks=[evals])
     assert report["after"]["params"] < 0.7 * report["before"]["params"]
     names = exported_names(report["after"]["file"])
     assert "conv1.weight" in names and not any(name.startswith("masked_") for name in names)
     assert mindir_stats(report["after"]["file"])[0] == report["after"]["params"]
-    assert_within(report, 1.0, PRUNING_SHORTFALL)
+    assert evals.stages[0][0] >= PRUNED_FIRST_EPOCH_FLOOR, evals.stages
+    assert_within(report, 1.0)
 
 
 @pytest.mark.slow

@@ -137,6 +137,14 @@ def _final_weights(cfg, run_dir):
     return _weights(summary["final_checkpoint"]), summary
 
 
+def _cold_weights(recipe, overrides, run_dir):
+    """Final weights of a run with the compile cache off (used in a fresh worker process)."""
+    from ms_suite.config import load_config
+
+    return _final_weights(load_config(os.path.join(ROOT, recipe), [*overrides, "runtime.compile_cache=false"]),
+                          run_dir)[0]
+
+
 def _labelled_data(folder, labels):
     """The fixture sentences relabelled round-robin with ``labels``: 48 train and 24 dev rows."""
     import csv
@@ -159,7 +167,14 @@ def test_compile_cache_never_serves_another_runs_graph(tmp_path):
     vocabulary, sequence length, optimizer, accumulation, EMA and loss scaling each end bit for bit
     where a cold run does.
     Before the cache was keyed on the built train cell, a 3-class run after a 2-class one failed
-    with the 2-class optimizer state ("'grad': 1024 and 'var': 1536")."""
+    with the 2-class optimizer state ("'grad': 1024 and 'var': 1536").
+
+    The cold references run in a second process while this one fills and reads the cache (graph
+    compilation, most of each run, is single-threaded), so the 8 comparisons cost about 10 runs'
+    time instead of 18. BERT has one layer and evaluates in one batch: fewer graphs to compile."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     import numpy as np
 
     from bert_fixtures import vocab_words, write_classification, write_vocab
@@ -170,7 +185,8 @@ def test_compile_cache_never_serves_another_runs_graph(tmp_path):
     big_vocab = tmp_path / "vocab_big.txt"
     big_vocab.write_text("\n".join(vocab_words() + [f"extra{i}" for i in range(40)]) + "\n")
     bert = [f"data.path={write_classification(str(tmp_path / 'two'), 'csv', train=48, eval_=24)}",
-            f"data.vocab={small_vocab}", "data.seq_len=16", "data.num_workers=1", "train.epochs=1"]
+            f"data.vocab={small_vocab}", "data.seq_len=16", "data.num_workers=1", "train.epochs=1",
+            "model.kwargs.num_hidden_layers=1", "eval.batch_size=24"]
     resnet = [*TINY, "eval.batch_size=512"]  # one eval batch: fewer graphs to compile
     base = {"bert": (BERT_CLS, bert), "resnet": (QUICKSTART, resnet)}
     variants = [  # (model, overrides on its base); all but the first need graphs of their own
@@ -183,17 +199,19 @@ def test_compile_cache_never_serves_another_runs_graph(tmp_path):
         ("bert", ["train.ema_decay=0.9"]),
         ("resnet", ["train.loss_scale=dynamic"]),
     ]
-    for name, (recipe, overrides) in base.items():  # fill the cache with each model's base graphs
-        _final_weights(load_config(os.path.join(ROOT, recipe), [*overrides, cache]), tmp_path / f"base_{name}")
-    for i, (name, extra) in enumerate(variants):
-        recipe, overrides = base[name]
-        warm, summary = _final_weights(load_config(os.path.join(ROOT, recipe), [*overrides, *extra, cache]),
-                                       tmp_path / f"warm{i}")
-        cold, _ = _final_weights(load_config(os.path.join(ROOT, recipe),
-                                             [*overrides, *extra, "runtime.compile_cache=false"]), tmp_path / f"cold{i}")
-        assert warm.keys() == cold.keys(), extra
-        for key in cold:
-            np.testing.assert_array_equal(warm[key], cold[key], err_msg=f"{extra}: {key}")
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as cold_worker:
+        colds = [cold_worker.submit(_cold_weights, base[name][0], [*base[name][1], *extra], str(tmp_path / f"cold{i}"))
+                 for i, (name, extra) in enumerate(variants)]
+        for name, (recipe, overrides) in base.items():  # fill the cache with each model's base graphs
+            _final_weights(load_config(os.path.join(ROOT, recipe), [*overrides, cache]), tmp_path / f"base_{name}")
+        for i, (name, extra) in enumerate(variants):
+            recipe, overrides = base[name]
+            warm, _ = _final_weights(load_config(os.path.join(ROOT, recipe), [*overrides, *extra, cache]),
+                                     tmp_path / f"warm{i}")
+            cold = colds[i].result()
+            assert warm.keys() == cold.keys(), extra
+            for key in cold:
+                np.testing.assert_array_equal(warm[key], cold[key], err_msg=f"{extra}: {key}")
     # Same shapes from other files share the base run's graphs; every other variant compiled its own.
     assert len(os.listdir(tmp_path / "cache" / "compile")) == len(base) + len(variants) - 1
 

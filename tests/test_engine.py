@@ -9,8 +9,8 @@ from mindspore import Tensor, nn
 
 from conftest import cli
 from ms_suite.config.schema import TrainConfig
-from ms_suite.engine.optim import build_lr_schedule
-from ms_suite.engine.optim import build_optimizer
+from ms_suite.engine.optim import build_lr_schedule, build_optimizer
+from ms_suite.engine.optim.fused_momentum import FusedDecayMomentum
 from ms_suite.engine.train_step import EmaUpdate, TrainStep
 
 
@@ -78,6 +78,39 @@ def test_no_decay_groups_exclude_bias_and_norm():
     opt = build_optimizer(net, TrainConfig(weight_decay=0.1, no_decay_bn_bias=False), lr)
     assert float(np.asarray(opt.weight_decay.asnumpy() if hasattr(opt.weight_decay, "asnumpy")
                             else opt.weight_decay[0].asnumpy())) == pytest.approx(0.1)
+
+
+def _conv_bn():
+    ms.set_seed(0)
+    return nn.SequentialCell(nn.Conv2d(3, 4, 3, weight_init="he_normal"), nn.BatchNorm2d(4), nn.ReLU(),
+                             nn.Flatten(), nn.Dense(4 * 6 * 6, 3))
+
+
+@pytest.mark.parametrize("no_decay_bn_bias", [True, False], ids=["groups", "one-group"])
+@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE], ids=["pynative", "graph"])
+def test_fused_decay_momentum_equals_nn_momentum_bit_for_bit(mode, no_decay_bn_bias):
+    """CPU SGD recipes step with FusedDecayMomentum: the same weights and moments as nn.Momentum."""
+    ms.set_context(mode=mode)
+    rng = np.random.RandomState(0)
+    x, y = Tensor(rng.randn(8, 3, 6, 6).astype(np.float32)), Tensor(np.arange(8, dtype=np.int32) % 3)
+    cfg = TrainConfig(weight_decay=0.01, momentum=0.9, no_decay_bn_bias=no_decay_bn_bias)
+    lr = np.linspace(0.1, 0.05, 10).astype(np.float32)
+    fused_net, plain_net = _conv_bn(), _conv_bn()
+    fused = build_optimizer(fused_net, cfg, lr)
+    params = plain_net.trainable_params()
+    groups = ([{"params": [p for p in params if p.ndim > 1], "weight_decay": 0.01},
+               {"params": [p for p in params if p.ndim == 1], "weight_decay": 0.0}] if no_decay_bn_bias
+              else [{"params": params, "weight_decay": 0.01}])
+    plain = nn.Momentum(groups, Tensor(lr), 0.9, weight_decay=0.01)
+    assert isinstance(fused, FusedDecayMomentum)
+    steps = [TrainStep(_Loss(net), opt) for net, opt in ((fused_net, fused), (plain_net, plain))]
+    for _ in range(3):
+        for step in steps:
+            step(True, x, y)
+    for a, b in zip(fused_net.get_parameters(), plain_net.get_parameters()):
+        np.testing.assert_array_equal(a.asnumpy(), b.asnumpy(), err_msg=a.name)
+    for a, b in zip(fused.moments, plain.moments):
+        np.testing.assert_array_equal(a.asnumpy(), b.asnumpy(), err_msg=a.name)
 
 
 @pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE], ids=["pynative", "graph"])

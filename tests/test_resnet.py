@@ -41,3 +41,21 @@ def test_zero_init_residual():
     gammas = {n: p.asnumpy() for n, p in net.parameters_dict().items() if n.endswith("gamma")}
     assert not gammas["layer1.0.bn2.gamma"].any() and not gammas["layer4.1.bn2.gamma"].any()
     assert gammas["layer1.0.bn1.gamma"].all() and gammas["layer2.0.downsample.1.gamma"].all()
+
+
+def test_stem_max_pool_equals_zero_padding():
+    """The stem's padded MaxPool2d gives what ZeroPad2d + a valid MaxPool2d gives on post-ReLU inputs:
+    the same outputs, and input gradients equal up to float summation order at positive inputs (tied
+    zeros get no gradient through the ReLU before the pool, whichever of them a pool picks)."""
+    from mindspore import nn
+
+    padded, zero_padded = nn.MaxPool2d(3, 2, pad_mode="pad", padding=1), nn.SequentialCell(nn.ZeroPad2d(1),
+                                                                                         nn.MaxPool2d(3, 2))
+    for size in (15, 16):
+        x = np.maximum(np.random.default_rng(size).standard_normal((2, 3, size, size)), 0).astype(np.float32)
+        results = [(pool(ms.Tensor(x)).asnumpy(),
+                    ms.grad(lambda inp, p=pool: (p(inp) * p(inp)).sum())(ms.Tensor(x)).asnumpy()[x > 0])
+                   for pool in (padded, zero_padded)]
+        (out, grad), (ref_out, ref_grad) = results
+        np.testing.assert_array_equal(out, ref_out)
+        np.testing.assert_allclose(grad, ref_grad, rtol=1e-6, atol=1e-6)

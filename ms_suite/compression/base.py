@@ -20,19 +20,21 @@ from ms_suite.registry import COMPRESSION
 
 @dataclasses.dataclass
 class TrainContext:
-    """What an algorithm needs to train: the recipe, where to write, the device, the data and the task."""
+    """What an algorithm needs to train: the recipe, where to write, the device, the data, the task and
+    extra callbacks for every training stage (besides the recipe's own)."""
 
     cfg: Config
     output_dir: str
     device: str
     data_info: DatasetInfo
     task: Task
+    callbacks: Sequence[Callback] = ()
 
     def fit(self, cfg: Optional[Config] = None, output_dir: Optional[str] = None,
             callbacks: Sequence[Callback] = (), model_hook: Optional[ModelHook] = None,
             loss_hook: Optional[LossHook] = None) -> nn.Cell:
         """Train with the suite's trainer (one stage); returns the trained network."""
-        trainer = Trainer(cfg or self.cfg, output_dir or self.output_dir, callbacks=callbacks,
+        trainer = Trainer(cfg or self.cfg, output_dir or self.output_dir, callbacks=[*callbacks, *self.callbacks],
                           model_hook=model_hook, loss_hook=loss_hook)
         trainer.fit()
         return trainer.net

@@ -5,7 +5,7 @@ import copy
 import dataclasses
 import logging
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from mindspore import nn
 
@@ -15,6 +15,7 @@ from ms_suite.config import Config
 from ms_suite.data import build_dataset, dataset_info
 from ms_suite.deploy import Deployed, eval_samples, evaluate_file, export_verified, signature, train_batches
 from ms_suite.deploy.int8 import ptq_static
+from ms_suite.engine.callbacks import Callback
 from ms_suite.engine.rundir import RunDir, log_to_file
 from ms_suite.engine.tasks import get_task
 from ms_suite.errors import UserError
@@ -31,7 +32,7 @@ PTQ_CALIBRATION_BATCHES = 8
 LOG_NAME = "compress.log"  # the whole run; each training stage also writes its train.log
 
 
-def compress(cfg: Config, output_dir: str) -> Dict[str, Any]:
+def compress(cfg: Config, output_dir: str, callbacks: Sequence[Callback] = ()) -> Dict[str, Any]:
     """Run ``cfg.compression`` on ``cfg``'s model into ``output_dir``; returns the report.
 
     Writes ``reference.mindir``/``reference.onnx`` (the float model), ``compressed.mindir`` and
@@ -49,7 +50,7 @@ def compress(cfg: Config, output_dir: str) -> Dict[str, Any]:
     run = RunDir(output_dir).create()
     with compile_cache(runtime, cfg.runtime, ""), log_to_file(os.path.join(run.path, LOG_NAME)):
         info = dataset_info(cfg.data)
-        ctx = TrainContext(cfg, run.path, runtime.device, info, get_task(model_info(cfg.model.name).task))
+        ctx = TrainContext(cfg, run.path, runtime.device, info, get_task(model_info(cfg.model.name).task), callbacks)
         inputs = ctx.task.example_inputs(cfg, info, cfg.export.batch_size)
         samples = eval_samples(cfg, _num_classes(ctx), inputs, cfg.eval.batch_size or cfg.train.batch_size)
         log.info("compress %s: evaluating and exporting the float reference model", algorithm.name)

@@ -12,7 +12,6 @@ MindSpore reduces the gradients, each rank saves and resumes its own weight slic
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import json
@@ -33,7 +32,8 @@ from ms_suite.checkpoint import (CheckpointManager, latest_valid, own_slice, ran
                                  step_checkpoints)
 from ms_suite.config import Config, save_config, to_dict
 from ms_suite.data import build_dataset, dataset_info, steps_per_epoch
-from ms_suite.engine.callbacks import Callback, CallbackList, Progress, RunContext, TrainState, recipe_callbacks
+from ms_suite.engine.callbacks import (Callback, CallbackList, Progress, RunContext, Timing, TrainState,
+                                       recipe_callbacks)
 from ms_suite.engine.interrupt import Interrupted, pending_stop_signal
 from ms_suite.engine.model_config import META_FIELD, adopt_model_config, saved_model_config
 from ms_suite.engine.optim import build_lr_schedule, build_optimizer
@@ -66,32 +66,6 @@ class TrainingCell(nn.Cell):
         super().__init__(auto_prefix=False)
         self.step = step
         self.ema = ema
-
-
-@dataclasses.dataclass
-class Timing:
-    """Step timing after the first (compiling) optimizer step."""
-
-    data_s: float = 0.0
-    compute_s: float = 0.0
-    samples: int = 0
-    first_step_s: float = 0.0
-    time_to_first_step_s: float = 0.0
-
-    @property
-    def samples_per_s(self) -> float:
-        total = self.data_s + self.compute_s
-        return self.samples / total if total > 0 else 0.0
-
-    @property
-    def data_wait_share(self) -> float:
-        total = self.data_s + self.compute_s
-        return self.data_s / total if total > 0 else 0.0
-
-    def compile_s(self, global_batch: int) -> float:
-        """First-step time beyond an ordinary step: graph compilation and warm-up."""
-        step_s = global_batch / self.samples_per_s if self.samples_per_s else 0.0
-        return max(self.first_step_s - step_s, 0.0)
 
 
 ModelHook = Callable[[nn.Cell], nn.Cell]

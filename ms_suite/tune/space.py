@@ -61,7 +61,8 @@ def parse_search_space(cfg: Config, recipe: str, overrides: Sequence[str] = ()) 
     if not cfg.search_space:
         raise UserError(f"{recipe}: no `search_space` to tune; add one, e.g. search_space: "
                         f"{{train.lr: {EXAMPLES['float']}}}")
-    return [_parse_entry(key, spec, recipe, list(overrides)) for key, spec in cfg.search_space.items()]
+    recipe_values = to_dict(cfg)
+    return [_parse_entry(key, spec, recipe, list(overrides), recipe_values) for key, spec in cfg.search_space.items()]
 
 
 def grid_choices(params: Sequence[Param], recipe: str) -> Dict[str, List[Any]]:
@@ -73,7 +74,7 @@ def grid_choices(params: Sequence[Param], recipe: str) -> Dict[str, List[Any]]:
     return {p.key: list(p.distribution.choices) for p in params}
 
 
-def _parse_entry(key: str, spec: Any, recipe: str, overrides: List[str]) -> Param:
+def _parse_entry(key: str, spec: Any, recipe: str, overrides: List[str], recipe_values: Dict[str, Any]) -> Param:
     def fail(problem: str) -> UserError:
         return UserError(f"{recipe}: search_space `{key}`: {problem}")
 
@@ -96,6 +97,8 @@ def _parse_entry(key: str, spec: Any, recipe: str, overrides: List[str]) -> Para
         choices = [_check_value(key, choice, f"choice {choice!r}", kind, recipe, overrides, fail)
                    for choice in distribution.choices]
         return Param(key, CategoricalDistribution(choices))
+    if isinstance(_value_or_none(recipe_values, key), str):
+        raise fail(f"`{key}` is not a number; search it with {EXAMPLES['categorical']}")
     for bound in ("low", "high"):
         _check_value(key, getattr(distribution, bound), bound, kind, recipe, overrides, fail)
     return Param(key, distribution)
@@ -134,8 +137,6 @@ def _number(value: Any, name: str) -> float:
 
 def _check_value(key: str, value: Any, what: str, kind: str, recipe: str, overrides: List[str], fail) -> Any:
     """Load the recipe with ``key`` set to ``value``; return the value as the recipe types it."""
-    if kind != "categorical" and isinstance(_recipe_value(recipe, overrides, key), str):
-        raise fail(f"`{key}` is not a number; search it with {EXAMPLES['categorical']}")
     try:
         cfg = load_config(recipe, overrides + to_overrides({key: value}))
     except UserError as err:
@@ -146,10 +147,10 @@ def _check_value(key: str, value: Any, what: str, kind: str, recipe: str, overri
     return resolved
 
 
-def _recipe_value(recipe: str, overrides: List[str], key: str) -> Any:
+def _value_or_none(tree: Dict[str, Any], key: str) -> Any:
     """The recipe's own value of ``key`` (None when the schema has no such key)."""
     try:
-        return _get_dotted(to_dict(load_config(recipe, overrides)), key)
+        return _get_dotted(tree, key)
     except (KeyError, TypeError):
         return None
 

@@ -1,7 +1,11 @@
 """scikit-learn's 8x8 digits, embedded: the quickstart's data (no download)."""
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
+import os
+import zipfile
 from typing import Dict, Tuple
 
 import numpy as np
@@ -10,11 +14,35 @@ from ms_suite.config.schema import DataConfig
 from ms_suite.data import transforms
 from ms_suite.data.source import Source, generator_dataset
 from ms_suite.registry import DATASETS
+from ms_suite.runtime.device import default_cache_dir
+
+log = logging.getLogger("ms_suite")
 
 
 @functools.lru_cache(maxsize=4)
-def _digits_arrays(val_split: float) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-    """sklearn's 8x8 digits on the 0-255 scale, zero-padded by 1 pixel, split stratified."""
+def digits_arrays(val_split: float) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """sklearn's 8x8 digits on the 0-255 scale, zero-padded by 1 pixel, split stratified.
+
+    The split is kept in the suite's cache folder (``$MS_SUITE_CACHE``), keyed by ``val_split`` and
+    scikit-learn's version: importing scikit-learn takes longer than the rest of the suite's own
+    start-up, and a launch that finds the file does not import it."""
+    path = _digits_cache_file(val_split)
+    try:
+        with np.load(path) as saved:
+            return {split: (saved[f"{split}_x"], saved[f"{split}_y"]) for split in ("train", "eval")}
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):  # none yet, or unreadable
+        arrays = _split_digits(val_split)
+    _save_quietly(path, {f"{split}_{k}": a for split, pair in arrays.items() for k, a in zip("xy", pair)})
+    return arrays
+
+
+def _digits_cache_file(val_split: float) -> str:
+    from importlib.metadata import version
+
+    return os.path.join(default_cache_dir(), "data", f"digits_split{val_split!r}_sklearn{version('scikit-learn')}.npz")
+
+
+def _split_digits(val_split: float) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -25,6 +53,19 @@ def _digits_arrays(val_split: float) -> Dict[str, Tuple[np.ndarray, np.ndarray]]
     return {"train": (xt, yt), "eval": (xe, ye)}
 
 
+def _save_quietly(path: str, arrays: Dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` to ``path`` atomically; a folder that cannot be written only costs the cache."""
+    tmp = f"{path}.{os.getpid()}.tmp.npz"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError as err:
+        log.debug("digits split not cached at %s: %s", path, err)
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+
+
 @DATASETS.register("digits")
 class Digits(Source):
     """Embedded scikit-learn digits, normalised and shift-augmented in numpy."""
@@ -33,7 +74,7 @@ class Digits(Source):
 
     def __init__(self, cfg: DataConfig):
         super().__init__(cfg)
-        arrays = _digits_arrays(cfg.val_split)
+        arrays = digits_arrays(cfg.val_split)
         train = arrays["train"][0][:, :, 1:-1, 1:-1]
         mean, std = transforms.mean_std(cfg, [float(train.mean())], [float(train.std())])
         self.data = {s: ((x - mean[0]) / std[0], y) for s, (x, y) in arrays.items()}

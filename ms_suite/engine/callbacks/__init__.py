@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import List
 
 from ms_suite.config import Config
-from ms_suite.engine.callbacks.base import Callback, CallbackList, RunContext, TrainState
+from ms_suite.engine.callbacks.base import Callback, CallbackList, RunContext, Timing, TrainState
 from ms_suite.engine.callbacks.heartbeat import Heartbeat, heartbeat_path, read_heartbeat
 from ms_suite.engine.callbacks.metrics_log import METRICS_FILE, MetricsLog, read_metrics
 from ms_suite.engine.callbacks.mfu import MfuReport, Peak, cpu_peak, resolve_peak
@@ -16,7 +16,7 @@ from ms_suite.engine.callbacks.progress import Progress, format_duration
 from ms_suite.engine.callbacks.summary import EventFile, SummaryCallback
 
 __all__ = ["METRICS_FILE", "PROFILER_DIR", "Callback", "CallbackList", "EventFile", "Heartbeat", "MetricsLog",
-           "MfuReport", "Peak", "ProfileWindow", "Progress", "RunContext", "SummaryCallback", "TrainState",
+           "MfuReport", "Peak", "ProfileWindow", "Progress", "RunContext", "SummaryCallback", "Timing", "TrainState",
            "cpu_peak", "format_duration", "heartbeat_path", "layout_for_mindinsight", "read_heartbeat",
            "read_metrics", "recipe_callbacks", "resolve_peak"]
 

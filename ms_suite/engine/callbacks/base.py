@@ -34,6 +34,32 @@ class RunContext:
 
 
 @dataclasses.dataclass
+class Timing:
+    """Step timing after the first (compiling) optimizer step."""
+
+    data_s: float = 0.0
+    compute_s: float = 0.0
+    samples: int = 0
+    first_step_s: float = 0.0
+    time_to_first_step_s: float = 0.0
+
+    @property
+    def samples_per_s(self) -> float:
+        total = self.data_s + self.compute_s
+        return self.samples / total if total > 0 else 0.0
+
+    @property
+    def data_wait_share(self) -> float:
+        total = self.data_s + self.compute_s
+        return self.data_s / total if total > 0 else 0.0
+
+    def compile_s(self, global_batch: int) -> float:
+        """First-step time beyond an ordinary step: graph compilation and warm-up."""
+        step_s = global_batch / self.samples_per_s if self.samples_per_s else 0.0
+        return max(self.first_step_s - step_s, 0.0)
+
+
+@dataclasses.dataclass
 class TrainState:
     """What the trainer knows at a hook; callbacks read it and may set ``stop``."""
 
@@ -51,7 +77,7 @@ class TrainState:
     compute_s: float = 0.0         # last optimizer step: time in the compiled step
     stop: bool = False
     context: Optional[RunContext] = None  # what the run is made of
-    timing: Any = None             # run-level Timing, set before on_train_end
+    timing: Optional[Timing] = None  # the run's step timing, set before on_train_end
     summary: Dict[str, Any] = dataclasses.field(default_factory=dict)  # merged into summary.json
 
     @property

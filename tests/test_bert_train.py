@@ -9,7 +9,8 @@ import pytest
 from bert_fixtures import write_classification, write_corpus, write_tagging, write_vocab
 from conftest import ROOT, cli
 
-pytestmark = pytest.mark.slow  # end-to-end: trains or runs the CLI in a subprocess
+# End-to-end (trains or runs the CLI in a subprocess); one pytest-xdist worker builds the pretraining run, once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bert_train")]
 
 
 @pytest.fixture(scope="module")

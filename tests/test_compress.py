@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
-from conftest import FLOAT_FLOOR, ROOT, WIDTH, cli
+from conftest import FLOAT_FLOOR, ROOT, TINY, compress_run
 from ms_suite.cli.main import main
 from ms_suite.compression import REPORT_NAME, compress, use_pretrained
 from ms_suite.compression.base import build_algorithm
@@ -30,11 +30,7 @@ from ms_suite.models.registry import create_model
 from ms_suite.runtime.memory import peak_rss_mb
 
 QUICKSTART = os.path.join(ROOT, "configs", "quickstart.yaml")
-# Compression runs fine-tune the width-8 model briefly (batch 64); each test sets its epochs.
-TINY = [*WIDTH, "train.epochs=1", "train.batch_size=64", "eval.batch_size=128"]
-# SLB: soft weights for epochs 1-2 (temperature rising in 2), one-hot in 3 so BatchNorm adapts to them.
-SLB_SCHEDULE = ["train.epochs=3", "compression.slb.t_start_time=0.5", "compression.slb.t_end_time=1.0"]
-SLB_FLOOR = 30.0  # three times chance; a width-8 run with this schedule reached 48%
+SLB_FLOOR = 30.0  # three times chance; a width-8 run with this schedule (conftest.SLB_SCHEDULE) reached 48%
 DISTILL_EPOCHS = 12  # the width-6 student starts from scratch
 # SCOP fine-tunes the pruned width-8 model for 10 epochs (about 5 s each): its inner convolutions keep 5 of
 # 8 channels in layer1, and with 2 epochs it ended 1.7-2 pt below the float model; with 10 it ended at or
@@ -64,7 +60,7 @@ def assert_within(report: dict, points: float) -> None:
 
 
 class EpochEvals(Callback):
-    """Eval top-1 after every epoch, one list per training stage (SCOP: knockoff, then fine-tuning)."""
+    """Eval top-1 after every epoch, one list per training stage (an in-process run's callback)."""
 
     def __init__(self) -> None:
         self.stages: list = []
@@ -113,11 +109,8 @@ def weight_fake_quant_layers(path: str) -> list:
 # ------------------------------------------------------------------ end to end, one per algorithm
 
 @pytest.mark.slow
-def test_simqat_through_cli(tmp_path, pretrained, capsys):
-    out = tmp_path / "simqat"
-    assert main(["compress", "-c", recipe("simqat"), "--pretrained", pretrained, "--output-dir", str(out),
-                 "--set", *TINY]) == 0
-    report = json.loads((out / REPORT_NAME).read_text())
+def test_simqat_through_cli(simqat_run):
+    out, report, output = simqat_run
     assert_within(report, 0.5)
     assert report["after"]["fake_quant_nodes"] > 0 and report["before"]["fake_quant_nodes"] == 0
     quantized = sorted(row["layer"] for row in report["layers"] if row["weight_bits"] == 8)
@@ -127,14 +120,13 @@ def test_simqat_through_cli(tmp_path, pretrained, capsys):
     bits = {row["layer"]: row["weight_bits"] for row in report["layers"]}
     assert bits["layer1.0.conv1"] == 8 and bits["fc"] == 8
     assert "fake-quant network" in " ".join(report["notes"])
-    printed = capsys.readouterr().out
-    assert "weights at bit-width MB" in printed and "layer1.0.conv1" in printed
+    assert "weights at bit-width MB" in output["stdout"] and "layer1.0.conv1" in output["stdout"]
     assert (out / "rewritten_network").is_dir() and not os.path.isdir(os.path.join(ROOT, "rewritten_network"))
 
 
 @pytest.mark.slow
-def test_slb_2bit(tmp_path, pretrained):
-    report = run(tmp_path, "slb", pretrained, "compression.slb.weight_bits=2", *SLB_SCHEDULE)
+def test_slb_2bit(slb_run):
+    out, report, _ = slb_run
     assert report["after"]["metrics"]["top1"] >= SLB_FLOOR  # chance is 10%
     assert report["after"]["fake_quant_nodes"] > 0
     rows = {row["layer"]: row for row in report["layers"]}
@@ -151,18 +143,24 @@ def test_slb_2bit(tmp_path, pretrained):
     np.testing.assert_allclose(levels, np.linspace(-1, 1, 2 ** 2), atol=1e-6)  # Golden Stick's level grid
 
 
+def epoch_top1(run_dir) -> list:
+    """Eval top-1 after each epoch of a training stage, from its metrics.jsonl."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [row["eval"]["top1"] for row in rows if "eval" in row]
+
+
 @pytest.mark.slow
-def test_scop_removes_channels(tmp_path, pretrained):
-    evals = EpochEvals()
-    report = run(tmp_path, "scop", pretrained, f"train.epochs={SCOP_EPOCHS}", "train.batch_size=32",
-                 callbacks=[evals])
+def test_scop_removes_channels(tmp_path_factory, float_model):
+    out, report, _ = compress_run(tmp_path_factory, float_model, "scop", f"train.epochs={SCOP_EPOCHS}",
+                                  "train.batch_size=32")
     assert report["after"]["params"] < 0.7 * report["before"]["params"]
     assert report["after"]["flops"] < 0.7 * report["before"]["flops"]
     rows = {row["layer"]: row for row in report["layers"]}
     assert rows["layer3.0.conv1"]["channels_after"] == 32 - int(0.45 * 32)
     assert rows["layer3.0.conv2"]["channels_after"] == 32  # block outputs keep the residual width
-    assert (tmp_path / "scop" / "knockoff" / "summary.json").is_file()
-    assert len(evals.stages) == 2 and evals.stages[1][0] >= PRUNED_FIRST_EPOCH_FLOOR, evals.stages
+    assert epoch_top1(out / "knockoff")  # the knockoff stage trained and evaluated in its own folder
+    fine_tuning = epoch_top1(out)
+    assert len(fine_tuning) == SCOP_EPOCHS and fine_tuning[0] >= PRUNED_FIRST_EPOCH_FLOOR, fine_tuning
     assert_within(report, 1.0)
 
 
@@ -183,19 +181,20 @@ def test_unipruner_prunes_and_exports_plain_names(tmp_path, pretrained):
 
 
 @pytest.mark.slow
-def test_distilled_student_trains(tmp_path, pretrained):
+def test_distilled_student_trains(tmp_path_factory, tmp_path, float_model):
     teacher = tmp_path / "teacher.yaml"
     teacher.write_text(f"base: [{QUICKSTART}]\n"
                        "model: {kwargs: {base_width: 8}}\n")
-    report = run(tmp_path, "distill", pretrained, "model.kwargs.base_width=6", f"train.epochs={DISTILL_EPOCHS}",
-                 "train.batch_size=32", f"compression.distill.teacher_config={teacher}")
+    out, report, _ = compress_run(tmp_path_factory, float_model, "distill", "model.kwargs.base_width=6",
+                                  f"train.epochs={DISTILL_EPOCHS}", "train.batch_size=32",
+                                  f"compression.distill.teacher_config={teacher}")
     assert_within(report, 1.5)
-    trained = ms.load_checkpoint(json.loads((tmp_path / "distill" / "summary.json").read_text())["final_checkpoint"])
-    original = ms.load_checkpoint(pretrained)
+    summary = json.loads((out / "summary.json").read_text())
+    trained = ms.load_checkpoint(summary["final_checkpoint"])
+    original = ms.load_checkpoint(float_model[0])
     teacher_params = {name[len("teacher."):]: value for name, value in trained.items() if name.startswith("teacher.")}
     assert teacher_params and all(np.array_equal(value.asnumpy(), original[name].asnumpy())
                                   for name, value in teacher_params.items())
-    summary = json.loads((tmp_path / "distill" / "summary.json").read_text())
     assert summary["steps"] > 0 and summary["metrics"]["loss"] == pytest.approx(report["after"]["metrics"]["loss"])
     assert report["after"]["params"] < 0.6 * report["before"]["params"]
 

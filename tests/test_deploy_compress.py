@@ -12,8 +12,7 @@ import pytest
 from onnx import numpy_helper
 
 import ms_suite
-from conftest import FLOAT_FLOOR, TINY, cli
-from ms_suite.compression import REPORT_NAME
+from conftest import FLOAT_FLOOR, cli
 from ms_suite.deploy import export_model, onnx_session, signature
 from ms_suite.deploy.int8 import QuantPoints, learned_range, qat_to_qdq
 from ms_suite.deploy.onnx_graph import Graph, Range, crop_padding_taps, fold_batchnorm, weight_range
@@ -21,18 +20,9 @@ from ms_suite.deploy.onnx_graph import Graph, Range, crop_padding_taps, fold_bat
 FLOAT_OPS = {"BatchNormalization", "Conv", "Relu", "Add", "Gemm"}  # what must not run in float between INT8 ops
 
 
-@pytest.fixture(scope="module")
-def simqat_run(float_model, tmp_path_factory):
-    """SimQAT from the shared float model that learned (>= FLOAT_FLOOR), one fine-tuning epoch."""
-    out = tmp_path_factory.mktemp("deploy_compress") / "simqat"
-    cli("compress", "-c", "configs/compress/resnet18_digits_simqat.yaml", "--pretrained", float_model[0],
-        "--output-dir", str(out), "--set", *TINY)
-    return out, json.loads((out / REPORT_NAME).read_text())
-
-
 @pytest.mark.slow
 def test_simqat_int8_onnx_is_smaller_and_accurate(simqat_run):
-    out, report = simqat_run
+    out, report, _ = simqat_run
     before, after = report["before"], report["after"]
     int8 = out / "compressed_int8.onnx"
     assert after["deployed_file"] == str(int8) and before["deployed_file"] == str(out / "reference.onnx")
@@ -79,7 +69,7 @@ def assert_int8_structure(model, ops: list) -> None:
 
 @pytest.mark.slow
 def test_onnx_runtime_runs_int8_convolutions(simqat_run):
-    out, _ = simqat_run
+    out, _, _ = simqat_run
     path = out / "compressed_int8.onnx"
     assert_int8_structure(onnx.load(str(path)), optimized_ops(path))
 
@@ -157,7 +147,7 @@ def test_learned_range_matches_the_fake_quantizer_grid():
 
 @pytest.mark.slow
 def test_compare_reads_run_folders(simqat_run, tmp_path):
-    out, report = simqat_run
+    out, report, _ = simqat_run
     png = tmp_path / "cmp.png"
     proc = cli("compare", str(out), "--threads", "1", "--repeats", "2", "--plot", str(png))
     rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[2:] if line and line[0].isalpha()}
@@ -172,12 +162,9 @@ def test_compare_reads_run_folders(simqat_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_slb_onnx_holds_the_selected_levels(float_model, tmp_path):
+def test_slb_onnx_holds_the_selected_levels(slb_run):
     """SLB's compressed.onnx is the float network with SLB's weight levels, verified at fp32 tolerance."""
-    out = tmp_path / "slb"
-    cli("compress", "-c", "configs/compress/resnet18_digits_slb.yaml", "--pretrained", float_model[0],
-        "--output-dir", str(out), "--set", *TINY, "compression.slb.weight_bits=2")
-    report = json.loads((out / REPORT_NAME).read_text())
+    out, report, _ = slb_run
     assert report["after"]["deployed_file"] == str(out / "compressed.onnx")
     manifest = json.loads((out / "compressed.onnx.json").read_text())
     assert manifest["within_tolerance"] and all(p["max_rel"] <= 1e-5 for p in manifest["parity"])

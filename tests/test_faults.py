@@ -2,7 +2,6 @@
 writes under disk faults, async checkpoint writes, and 2-rank CPU msrun jobs that are killed or hung
 and still end with the uninterrupted run's weights."""
 import errno
-import glob
 import json
 import os
 import signal
@@ -18,6 +17,9 @@ from ms_suite.engine.callbacks.heartbeat import HANG_ENV, TEST_MODE_ENV, heartbe
 from ms_suite.launch.commands import Process
 from ms_suite.launch.supervisor import RankLog, RestartPolicy, Supervisor
 from ms_suite.launch.worker import MARK, read_markers
+
+# One pytest-xdist worker builds the uninterrupted 2-rank run, once.
+pytestmark = pytest.mark.xdist_group("faults")
 
 RECIPE = "configs/quickstart.yaml"
 # 11 steps per epoch x 2 epochs (2 ranks x batch 64 of 1437 digits), a checkpoint every 3 steps.

@@ -12,7 +12,8 @@ import pytest
 
 from conftest import TINY, cli
 
-pytestmark = pytest.mark.slow  # end-to-end: trains or runs the CLI in a subprocess
+# End-to-end (trains or runs the CLI in a subprocess); one pytest-xdist worker builds the profiled run, once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("insight")]
 
 PROFILED = ["summary.enabled=true", "summary.every_n_steps=5", "summary.histograms=true",
             "profile.enabled=true", "profile.start_step=3", "profile.stop_step=5"]

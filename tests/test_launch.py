@@ -20,6 +20,9 @@ from ms_suite.launch.commands import Process
 from ms_suite.launch.supervisor import RankLog, run_job
 from ms_suite.launch.worker import MARK, read_markers
 
+# One pytest-xdist worker builds a 2-rank job and its single-process reference, once.
+pytestmark = pytest.mark.xdist_group("launch")
+
 SCRIPTS = ["run_standalone_train.sh", "run_distribute_train.sh", "run_eval.sh"]
 RECIPE = "configs/quickstart.yaml"
 

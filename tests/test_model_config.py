@@ -11,6 +11,9 @@ import pytest
 from bert_fixtures import vocab_words, write_classification
 from conftest import TINY, cli
 
+# One pytest-xdist worker builds the run from a moved Hugging Face folder, once.
+pytestmark = pytest.mark.xdist_group("model_config")
+
 # MiniLM-style: not any bert_<size> shape, a tanh GELU and another LayerNorm epsilon.
 ODD = dict(hidden_size=48, num_hidden_layers=3, num_attention_heads=3, intermediate_size=80,
            hidden_act="gelu_new", layer_norm_eps=1e-7)

@@ -18,7 +18,7 @@ def test_every_run_reports_mfu_and_step_split(tiny_run):
     from ms_suite.models import create_model
     from ms_suite.models.flops import count_flops
 
-    out, proc = tiny_run
+    out, output = tiny_run
     summary = json.loads((out / "summary.json").read_text())
     for key in ("samples_per_s", "data_wait_share", "compile_s", "mfu", "peak_tflops", "model_flops_per_sample"):
         assert summary[key] is not None, key
@@ -30,7 +30,7 @@ def test_every_run_reports_mfu_and_step_split(tiny_run):
     step_ms = summary["step_data_ms"] + summary["step_compute_ms"]
     assert summary["data_wait_share"] == pytest.approx(summary["step_data_ms"] / step_ms, abs=1e-3)
     for row in ("MFU", "step ms (data + compute)", "peak from", "compile s", "data wait share"):
-        assert row in proc.stdout, row
+        assert row in output["stdout"], row
 
 
 @pytest.mark.slow

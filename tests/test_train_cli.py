@@ -15,7 +15,7 @@ SUMMARY_KEYS = {"model", "dataset", "device", "world_size", "epochs", "steps", "
 
 
 def test_train_writes_run_directory(tiny_run):
-    out, proc = tiny_run
+    out, output = tiny_run
     summary = json.loads((out / "summary.json").read_text())
     assert SUMMARY_KEYS <= summary.keys()
     assert summary["model"] == "resnet18_cifar" and summary["device"] == "CPU" and summary["world_size"] == 1
@@ -26,7 +26,7 @@ def test_train_writes_run_directory(tiny_run):
     assert saved["model"]["kwargs"] == {"base_width": 8} and saved["base"] == []
     log = (out / "train.log").read_text()
     assert "samples/s" in log and "eta" in log and "epoch 1 eval" in log
-    assert "run directory:" in proc.stdout and "samples/s (train)" in proc.stdout
+    assert "run directory:" in output["stdout"] and "samples/s (train)" in output["stdout"]
 
 
 def test_eval_reproduces_final_metrics(tiny_run):

@@ -19,6 +19,9 @@ from ms_suite.tune import study as study_mod
 from ms_suite.tune.space import grid_choices
 from ms_suite.tune.study import Objective, ReportToTrial, TrialFailed, check_same_study, describe_error
 
+# One pytest-xdist worker builds the killed and resumed study, once.
+pytestmark = pytest.mark.xdist_group("tune")
+
 QUICKSTART = os.path.join(ROOT, "configs", "quickstart.yaml")
 GOOD_LR, BAD_LR = 0.05, 1e-5
 # A grid over two learning rates. With tune.seed 1 Optuna's shuffled grid runs 0.05 first (asserted

@@ -8,6 +8,8 @@ distillation within 1.5 pt, SLB (whose convolutions restart) far above chance.
 """
 import json
 import os
+import subprocess
+import sys
 
 import mindspore as ms
 import numpy as np
@@ -200,6 +202,15 @@ def test_distilled_student_trains(tmp_path_factory, tmp_path, float_model):
 
 
 # ------------------------------------------------------------------ building blocks
+
+@pytest.mark.slow
+def test_golden_stick_leaves_the_warning_filters_alone():
+    """Importing the algorithms keeps Python's default filters: third-party deprecation notices stay hidden."""
+    code = ("import warnings, ms_suite.compression.quantization, ms_suite.compression.pruning\n"
+            "print(sum(f[0] == 'always' and f[2] is DeprecationWarning for f in warnings.filters))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.split()[-1] == "0", proc.stdout
+
 
 def test_minmax_fake_quantizer_grid_and_straight_through():
     quantizer = MinMaxFakeQuantizer(num_bits=4, symmetric=False)

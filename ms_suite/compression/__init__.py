@@ -6,7 +6,15 @@ fine-tunes with the suite's trainer, converts, exports a MINDIR and a verified O
 Each algorithm registers itself in :data:`ms_suite.registry.COMPRESSION` (``@register``); a new one
 is a new module in this package.
 """
-from ms_suite.compression.base import Algorithm, build_algorithm
-from ms_suite.compression.pipeline import REPORT_NAME, compress, use_pretrained
+import warnings
+
+# Golden Stick's @deprecated decorator turns every DeprecationWarning of the process on ("always") when
+# its package is imported, and compression runs then printed MindSpore's own deprecation notices.
+# Importing it here first, inside catch_warnings, restores the filters right after.
+with warnings.catch_warnings():
+    import mindspore_gs  # noqa: F401
+
+from ms_suite.compression.base import Algorithm, build_algorithm  # noqa: E402
+from ms_suite.compression.pipeline import REPORT_NAME, compress, use_pretrained  # noqa: E402
 
 __all__ = ["Algorithm", "REPORT_NAME", "build_algorithm", "compress", "use_pretrained"]

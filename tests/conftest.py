@@ -71,8 +71,8 @@ def tiny_run(tmp_path_factory, cache_env):
 
 
 def pytest_collection_modifyitems(items):
-    """A test that uses a trained run (``tiny_run``, ``float_model``) is end-to-end: it is marked ``slow``
-    like those marked by hand."""
+    """A test that uses a trained run (``tiny_run``, ``float_model`` or a compression run built on it) is
+    end-to-end: it is marked ``slow`` like those marked by hand."""
     for item in items:
         if {"tiny_run", "float_model", "simqat_run", "slb_run"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
@@ -100,7 +100,15 @@ def compress_run(tmp_path_factory, float_model, algorithm: str, *overrides: str)
         return {**cli_output(proc), "report": json.loads((out / "compression_report.json").read_text())}
 
     out, result = shared_folder(tmp_path_factory, algorithm, run)
-    return out, result.pop("report"), result
+    report = result.pop("report")
+    check_compression_report(report)
+    return out, report, result
+
+
+def check_compression_report(report: dict) -> None:
+    """What every compression run writes: the float and compressed exports, and its peak memory."""
+    assert os.path.isfile(report["before"]["file"]) and os.path.isfile(report["after"]["file"])
+    assert report["peak_rss_mb"] > 100
 
 
 @pytest.fixture(scope="session")

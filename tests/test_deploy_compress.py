@@ -13,8 +13,15 @@ from onnx import numpy_helper
 
 import ms_suite
 from conftest import FLOAT_FLOOR, cli
-from ms_suite.deploy import export_model, onnx_session, signature
-from ms_suite.deploy.int8 import QuantPoints, learned_range, qat_to_qdq
+from ms_suite.compression.base import build_algorithm
+from ms_suite.compression.compat import rewrite_workspace
+from ms_suite.config import load_config
+from ms_suite.data import dataset_info
+from ms_suite.deploy import Parity, eval_samples, export_model, onnx_session, signature, train_batches
+from ms_suite.deploy.int8 import QuantPoints, int8_tolerance, learned_range, qat_to_qdq
+from ms_suite.engine.tasks import get_task
+from ms_suite.errors import UserError
+from ms_suite.models import model_info
 from ms_suite.deploy.onnx_graph import Graph, Range, crop_padding_taps, fold_batchnorm, weight_range
 
 FLOAT_OPS = {"BatchNormalization", "Conv", "Relu", "Add", "Gemm"}  # what must not run in float between INT8 ops
@@ -174,3 +181,60 @@ def test_slb_onnx_holds_the_selected_levels(slb_run):
     levels = np.linspace(-1, 1, 2 ** 2)  # Golden Stick's level grid
     for layer in quantized:
         assert np.abs(weights[f"{layer}.weight"][..., None] - levels).min(axis=-1).max() < 1e-6, layer
+
+
+def test_int8_tolerance_follows_what_quantization_changes():
+    """The INT8 file is held to the fake-quant network within 1.5x what quantization itself changes
+    (float weights vs fake-quant), at least rel 0.2, and one more flipped prediction (at least 5%)."""
+    quiet = int8_tolerance(Parity(32, max_abs=0.1, max_rel=0.01, top1_agreement=100.0))
+    assert (quiet.max_rel, quiet.min_agreement) == (0.2, 95.0)
+    noisy = int8_tolerance(Parity(32, max_abs=3.6, max_rel=0.3, top1_agreement=96.875))
+    assert noisy.max_rel == pytest.approx(0.45) and noisy.min_agreement == pytest.approx(93.75)
+
+
+def simqat_network(run_dir, workspace):
+    """The fine-tuned SimQAT network of ``run_dir``, rebuilt from its recipe and last checkpoint."""
+    cfg = load_config(str(run_dir / "config.yaml"))
+    task = get_task(model_info(cfg.model.name).task)
+    float_net, _ = task.build_model(cfg, dataset_info(cfg.data))
+    with rewrite_workspace(float_net, str(workspace)):
+        net = build_algorithm(cfg).golden_stick("CPU").apply(float_net)
+    checkpoint = sorted((run_dir / "checkpoints").glob("step_*.ckpt"))[-1]
+    not_loaded, _ = ms.load_param_into_net(net, ms.load_checkpoint(str(checkpoint)))
+    assert not not_loaded
+    return cfg, task, net
+
+
+@pytest.mark.slow
+def test_a_wrong_int8_scale_fails_verification(simqat_run, tmp_path, monkeypatch):
+    """The INT8 file of the trained SimQAT network passes verification; with the stem's weight scale
+    doubled (a 127-level grid taken for 255) it fails, in one line naming the file."""
+    from ms_suite.compression import quantization
+
+    out, _, _ = simqat_run
+    cfg, task, net = simqat_network(out, tmp_path / "rewrite")
+    info = dataset_info(cfg.data)
+    inputs = task.example_inputs(cfg, info, 1)
+    samples = eval_samples(cfg, info.num_classes, inputs, 64)
+    batches = train_batches(cfg, info.num_classes, "image", 2)
+
+    def write(path):
+        plain, _ = task.build_model(cfg, info)
+        return quantization.write_int8_onnx(net, plain, task.name, inputs, str(path), batches, samples, {})
+
+    good = write(tmp_path / "good.onnx")
+    assert good.verification.within_tolerance
+    assert all(p.top1_agreement >= 95 for p in good.verification.parity)
+    right = quantization.qat_to_qdq
+
+    def doubled_stem_scale(model, points, calibration):
+        model = right(model, points, calibration)
+        scale = next(t for t in model.graph.initializer if t.name == "conv1.weight_scale")
+        scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * np.float32(2), scale.name))
+        return model
+
+    monkeypatch.setattr(quantization, "qat_to_qdq", doubled_stem_scale)
+    with pytest.raises(UserError, match=r"^ONNX export .*bad\.onnx fails verification at batch \d+: max relative"):
+        write(tmp_path / "bad.onnx")
+    manifest = json.loads((tmp_path / "bad.onnx.json").read_text())
+    assert not manifest["within_tolerance"] and "fake-quant" in manifest["tolerance"]["basis"]

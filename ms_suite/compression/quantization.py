@@ -17,8 +17,8 @@ from ms_suite.compression.compat import MinMaxSimQAT, compact_slb_quantizers, re
 from ms_suite.data import build_dataset
 from ms_suite.compression.report import FLOAT_BITS
 from ms_suite.deploy import export_model, signature, train_batches, verify_file
-from ms_suite.deploy.int8 import (CALIBRATION_BATCHES, INT8_MAX_REL, INT8_MIN_AGREEMENT, INT8_NAME, qat_to_qdq,
-                                  quant_points)
+from ms_suite.deploy.int8 import CALIBRATION_BATCHES, INT8_NAME, int8_tolerance, qat_to_qdq, quant_points
+from ms_suite.deploy.verify import network_output, parity
 from ms_suite.errors import UserError
 from ms_suite.engine.callbacks import RunContext
 from ms_suite.models.flops import FLOP_COUNTERS, counter_for
@@ -113,25 +113,32 @@ class SimQAT(_QuantizationAwareTraining):
         return algo_cls(config)
 
     def deploy(self, ctx: TrainContext, net: nn.Cell, inputs, path: str, samples, source: dict):
-        """``compressed_int8.onnx``: the fine-tuned weights, BatchNorm folded, with Q/DQ at SimQAT's
-        quantization points and its learned ranges (calibrated on training batches where SimQAT
-        learned none), verified against the fake-quant network."""
-        import onnx
-
+        """``compressed_int8.onnx`` beside ``path`` (see :func:`write_int8_onnx`)."""
         plain, _ = ctx.task.build_model(self.cfg, ctx.data_info)
-        missing, _ = ms.load_param_into_net(plain, {p.name: p for p in net.get_parameters()})
-        if missing:
-            raise UserError(f"SimQAT network lacks the float weights {missing[:3]}; cannot build the INT8 ONNX")
-        int8_path = os.path.join(os.path.dirname(path), INT8_NAME)
-        sig = signature(ctx.task.name)
-        float_path, axes = export_model(plain, inputs, int8_path, "ONNX", sig)
-        batches = train_batches(self.cfg, self.cfg.model.num_classes or ctx.data_info.num_classes, sig.inputs[0],
-                                CALIBRATION_BATCHES)
-        model = qat_to_qdq(onnx.load(float_path), quant_points(net), batches)
-        onnx.checker.check_model(model)
-        onnx.save(model, int8_path)
-        return verify_file(net, ctx.task.name, int8_path, "ONNX", samples, axes, source,
-                           max_rel=INT8_MAX_REL, min_agreement=INT8_MIN_AGREEMENT)
+        batches = train_batches(self.cfg, self.cfg.model.num_classes or ctx.data_info.num_classes,
+                                signature(ctx.task.name).inputs[0], CALIBRATION_BATCHES)
+        return write_int8_onnx(net, plain, ctx.task.name, inputs, os.path.join(os.path.dirname(path), INT8_NAME),
+                               batches, samples, source)
+
+
+def write_int8_onnx(net: nn.Cell, plain: nn.Cell, task_name: str, inputs, path: str, batches, samples,
+                    source: dict):
+    """The INT8 ONNX file of the SimQAT network ``net`` at ``path``: ``plain`` (the recipe's float
+    network) takes its fine-tuned weights and is exported; BatchNorm is folded and Q/DQ pairs go at
+    SimQAT's quantization points with its learned ranges (calibrated on ``batches`` where SimQAT
+    learned none). Verified on ``samples`` against ``net`` within what quantization itself changes
+    (``plain`` against ``net``); raises UserError outside that."""
+    import onnx
+
+    missing, _ = ms.load_param_into_net(plain, {p.name: p for p in net.get_parameters()})
+    if missing:
+        raise UserError(f"SimQAT network lacks the float weights {missing[:3]}; cannot build the INT8 ONNX")
+    float_path, axes = export_model(plain, inputs, path, "ONNX", signature(task_name))
+    model = qat_to_qdq(onnx.load(float_path), quant_points(net), batches)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    quantization = parity(network_output(net, samples), network_output(plain, samples), len(samples[0]))
+    return verify_file(net, task_name, path, "ONNX", samples, axes, source, tolerance=int8_tolerance(quantization))
 
 
 _SLB_DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}

@@ -11,8 +11,8 @@ from ms_suite.config import Config
 from ms_suite.data import build_dataset
 from ms_suite.deploy.export import export_model, signature
 from ms_suite.deploy.runtime import load_runtime
-from ms_suite.deploy.verify import (FP32_MAX_REL, FP32_MIN_AGREEMENT, Verification, check_tolerance, io_specs,
-                                    verify_export, write_manifest)
+from ms_suite.deploy.verify import (FP32, Tolerance, Verification, check_tolerance, io_specs, verify_export,
+                                    write_manifest)
 from ms_suite.errors import UserError
 
 
@@ -46,19 +46,18 @@ def export_verified(net: nn.Cell, task_name: str, example_inputs: Sequence[Tenso
 
 
 def verify_file(net: nn.Cell, task_name: str, path: str, fmt: str, samples: Optional[Sequence[np.ndarray]],
-                axes: Dict[str, str], source: Dict[str, Any], max_rel: float = FP32_MAX_REL,
-                min_agreement: float = FP32_MIN_AGREEMENT) -> Deployed:
+                axes: Dict[str, str], source: Dict[str, Any], tolerance: Tolerance = FP32) -> Deployed:
     """Verify the written file at ``path`` against ``net`` (unless ``samples`` is None), write its
     manifest, and raise when it is out of tolerance."""
     sig = signature(task_name)
     verification, specs = None, {"inputs": [], "outputs": []}
     if samples is not None:
         runtime = load_runtime(path, fmt)
-        verification = verify_export(net, runtime, samples, max_rel=max_rel, min_agreement=min_agreement)
+        verification = verify_export(net, runtime, samples, tolerance=tolerance)
         specs = io_specs(runtime, sig, samples, [runtime.run(*(a[:1] for a in samples))])
     manifest = write_manifest(path, fmt, specs, axes, verification, source)
     if verification is not None:
-        check_tolerance(verification, fmt, path, max_rel, min_agreement)
+        check_tolerance(verification, fmt, path)
     return Deployed(path, fmt, manifest, verification)
 
 

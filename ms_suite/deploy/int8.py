@@ -18,13 +18,34 @@ from typing import Dict, Iterable, Optional, Sequence, Tuple
 import numpy as np
 
 from ms_suite.deploy.onnx_graph import Graph, Range, calibrate, crop_padding_taps, fold_batchnorm, weight_range
+from ms_suite.deploy.verify import Parity, Tolerance
 from ms_suite.errors import UserError
 
 INT8_NAME = "compressed_int8.onnx"
-INT8_MAX_REL = 0.2  # INT8 file vs the fake-quant network: it rounds at fewer points (BatchNorm folded), a few steps apart
-INT8_MIN_AGREEMENT = 95.0  # percent of predicted classes that agree (near-tied logits of a weak model can flip)
+INT8_NOISE_FACTOR = 1.5  # the INT8 file vs the fake-quant network, in units of what quantization changes
+INT8_MIN_MAX_REL = 0.2  # the smallest max_rel tolerance, whatever the measured change
+INT8_MIN_AGREEMENT = 95.0  # percent of predicted classes that agree, at least (near-tied logits can flip)
 CALIBRATION_BATCHES = 8  # training batches for the ranges SimQAT did not learn (and the PTQ baseline)
 QDQ_OPSET = 13  # per-channel DequantizeLinear (axis) needs opset 13; MindSpore writes 11
+
+
+def int8_tolerance(quantization: Parity) -> Tolerance:
+    """How far ``compressed_int8.onnx`` may be from the fake-quant network it comes from.
+
+    The file quantizes at other points than the network (BatchNorm folded; calibrated ranges where
+    SimQAT learned none; float logits where the network clips them at the last training batch's
+    range, Golden Stick's SimQAT keeping no running range), so on a few samples the two differ by
+    about as much as quantization changes the network at all. That change is measured on the
+    verification samples, ``quantization``: the float network holding the fine-tuned weights
+    against the fake-quant network. The file may differ by ``INT8_NOISE_FACTOR`` times its max_rel
+    (at least ``INT8_MIN_MAX_REL``) and flip one prediction more than it (at least 5% may flip).
+    A wrong scale or a range on the wrong tensor moves the outputs far beyond that."""
+    one_sample = 100.0 / quantization.batch
+    return Tolerance(max(INT8_MIN_MAX_REL, INT8_NOISE_FACTOR * quantization.max_rel),
+                     min(INT8_MIN_AGREEMENT, quantization.top1_agreement - one_sample),
+                     f"INT8 file vs the fake-quant network; quantization alone (float weights vs fake-quant) "
+                     f"gives max_rel {quantization.max_rel:.3g} and {quantization.top1_agreement:.1f}% agreement "
+                     f"on these {quantization.batch} samples")
 
 
 def learned_range(quantizer) -> Range:

@@ -21,8 +21,19 @@ from ms_suite.deploy.export import FILE_MODE, Signature
 from ms_suite.deploy.runtime import Runtime, TensorSpec, numpy_specs
 from ms_suite.errors import UserError
 
-FP32_MAX_REL = 1e-5  # float exports: max |deployed - network| / max |network|
-FP32_MIN_AGREEMENT = 100.0  # percent of samples whose predicted class agrees
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """How far a file may be from its network: ``max_rel`` (max |file - network| / max |network|)
+    and ``min_agreement`` (percent of samples whose predicted class agrees); ``basis`` says why."""
+
+    max_rel: float
+    min_agreement: float
+    basis: str
+
+
+FP32 = Tolerance(1e-5, 100.0, "float export of the same network")
 
 
 @dataclasses.dataclass
@@ -59,37 +70,40 @@ def median_latency_ms(run, arrays: Sequence[np.ndarray], repeats: int) -> float:
 class Verification:
     parity: List[Parity]
     latency_ms: Dict[int, float]  # batch size -> median latency
+    tolerance: Tolerance
     within_tolerance: bool
 
 
+def network_output(net: nn.Cell, arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """The (first) output of ``net`` in eval mode for one array per input."""
+    net.set_train(False)
+    output = net(*(Tensor(a) for a in arrays))
+    return (output[0] if isinstance(output, (tuple, list)) else output).asnumpy()
+
+
 def verify_export(net: nn.Cell, runtime: Runtime, samples: Sequence[np.ndarray], repeats: int = 20,
-                  max_rel: float = FP32_MAX_REL, min_agreement: float = FP32_MIN_AGREEMENT) -> Verification:
+                  tolerance: Tolerance = FP32) -> Verification:
     """Run ``samples`` (one array per input, the eval batch) through ``net`` and the file, at batch 1
     and at the samples' batch size; compare and time the file."""
-    net.set_train(False)
     results, latency = [], {}
     for batch in sorted({1, len(samples[0])}):
         arrays = [a[:batch] for a in samples]
-        reference = _first(net(*(Tensor(a) for a in arrays))).asnumpy()
-        results.append(parity(reference, runtime.run(*arrays), batch))
+        results.append(parity(network_output(net, arrays), runtime.run(*arrays), batch))
         latency[batch] = median_latency_ms(runtime.run, arrays, repeats if batch == 1 else max(3, repeats // 4))
-    ok = all(p.max_rel <= max_rel and p.top1_agreement >= min_agreement for p in results)
-    return Verification(results, latency, ok)
+    ok = all(p.max_rel <= tolerance.max_rel and p.top1_agreement >= tolerance.min_agreement for p in results)
+    return Verification(results, latency, tolerance, ok)
 
 
-def _first(output):
-    return output[0] if isinstance(output, (tuple, list)) else output
-
-
-def check_tolerance(verification: Verification, fmt: str, path: str, max_rel: float = FP32_MAX_REL,
-                    min_agreement: float = FP32_MIN_AGREEMENT) -> None:
+def check_tolerance(verification: Verification, fmt: str, path: str) -> None:
     """One line naming the format and the error when the file is out of tolerance."""
     if verification.within_tolerance:
         return
     worst = max(verification.parity, key=lambda p: (p.max_rel, -p.top1_agreement))
+    tolerance = verification.tolerance
     raise UserError(f"{fmt} export {path} fails verification at batch {worst.batch}: max relative error "
-                    f"{worst.max_rel:.3g} (tolerance {max_rel:g}), top-1 agreement {worst.top1_agreement:.1f}% "
-                    f"(needs {min_agreement:g}%); the file does not compute what the network does")
+                    f"{worst.max_rel:.3g} (tolerance {tolerance.max_rel:.3g}), top-1 agreement "
+                    f"{worst.top1_agreement:.1f}% (needs {tolerance.min_agreement:.3g}%); the file does not "
+                    "compute what the network does")
 
 
 def sha256(path: str) -> str:
@@ -125,6 +139,7 @@ def write_manifest(path: str, fmt: str, specs: Dict[str, List[TensorSpec]], axes
     if verification is not None:
         manifest["parity"] = [dataclasses.asdict(p) for p in verification.parity]
         manifest["latency_ms"] = {str(batch): ms_ for batch, ms_ in verification.latency_ms.items()}
+        manifest["tolerance"] = dataclasses.asdict(verification.tolerance)
         manifest["within_tolerance"] = verification.within_tolerance
     target = path + ".json"
     with open(target, "w") as fh:

@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 INSIGHT_VENV := .venv-insight
 INSIGHT_STAMP := $(INSIGHT_VENV)/.installed
 
-.PHONY: setup demo test test-fast docs clean-venv check-python
+.PHONY: setup demo test test-fast docs zoo-stats clean-venv check-python
 
 setup: $(STAMP) $(INSIGHT_STAMP)
 
@@ -39,6 +39,9 @@ test: setup
 
 test-fast: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MS_SUITE_INSIGHT_BIN="$(CURDIR)/$(INSIGHT_VENV)/bin" $(PY) $(PYTEST) -m "not slow" tests
+
+zoo-stats: setup  # after changing a model family: its parameter and FLOP counts, shipped for `ms-suite list`
+	$(PY) -c "from ms_suite.models.stats import write_zoo_stats; print(write_zoo_stats())"
 
 clean-venv:
 	rm -rf $(VENV) $(INSIGHT_VENV)

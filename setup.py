@@ -36,6 +36,7 @@ setup(
     description=__doc__,
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["ms_suite", "ms_suite.*", "model_zoo", "model_zoo.*"]),
+    package_data={"ms_suite.models": ["zoo_stats.json"]},  # `ms-suite list` figures (`make zoo-stats`)
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["ms-suite=ms_suite.cli.main:main"]},

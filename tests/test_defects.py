@@ -218,7 +218,6 @@ def test_compile_cache_never_serves_another_runs_graph(tmp_path):
 
 def _interrupt_training(run_dir, signo):
     """Start a quickstart run, send ``signo`` once its first checkpoint exists; (returncode, stderr)."""
-    import signal  # noqa: F401  (the caller's signal numbers)
     import subprocess
     import sys
     import time

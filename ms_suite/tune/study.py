@@ -15,7 +15,6 @@ import socket
 import warnings
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
-import mindspore as ms
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
@@ -25,6 +24,7 @@ from ms_suite.config.schema import TuneConfig
 from ms_suite.engine.callbacks import Callback, TrainState
 from ms_suite.engine.trainer import Trainer
 from ms_suite.errors import UserError
+from ms_suite.runtime.memory import release_compiled_graphs
 from ms_suite.tune.space import Param, grid_choices, to_overrides
 
 log = logging.getLogger("ms_suite")
@@ -243,7 +243,7 @@ class Objective:
             with _trial_logging():
                 summary = Trainer(cfg, run_dir, callbacks=[reporter]).fit()
         finally:
-            ms.ms_memory_recycle()  # MindSpore keeps every trained model's graphs and memory cached: free them
+            release_compiled_graphs()  # MindSpore keeps every trained model's graphs and memory: free them
         trial.set_user_attr("epochs", summary["epochs"])
         value = metric_value(summary["metrics"], self.tune.metric)
         if reporter.pruned_at is not None:

@@ -59,6 +59,11 @@ def _onnx_runtime(path: str, threads: Optional[int]) -> Runtime:
     return Runtime("ONNX", run, specs(session.get_inputs()), specs(session.get_outputs()), session)
 
 
+def first_output(out) -> np.ndarray:
+    """A MindSpore cell's (first) output as a numpy array."""
+    return (out[0] if isinstance(out, (tuple, list)) else out).asnumpy()
+
+
 def _mindir_runtime(path: str) -> Runtime:
     import mindspore as ms
 
@@ -69,8 +74,7 @@ def _mindir_runtime(path: str) -> Runtime:
     cell = ms.nn.GraphCell(graph)
 
     def run(*arrays: np.ndarray) -> np.ndarray:
-        out = cell(*(ms.Tensor(a) for a in arrays))
-        return (out[0] if isinstance(out, (tuple, list)) else out).asnumpy()
+        return first_output(cell(*(ms.Tensor(a) for a in arrays)))
 
     return Runtime("MINDIR", run, [], [])
 

@@ -18,9 +18,8 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from ms_suite.deploy.export import FILE_MODE, Signature
-from ms_suite.deploy.runtime import Runtime, TensorSpec, numpy_specs
+from ms_suite.deploy.runtime import Runtime, TensorSpec, first_output, numpy_specs
 from ms_suite.errors import UserError
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +76,7 @@ class Verification:
 def network_output(net: nn.Cell, arrays: Sequence[np.ndarray]) -> np.ndarray:
     """The (first) output of ``net`` in eval mode for one array per input."""
     net.set_train(False)
-    output = net(*(Tensor(a) for a in arrays))
-    return (output[0] if isinstance(output, (tuple, list)) else output).asnumpy()
+    return first_output(net(*(Tensor(a) for a in arrays)))
 
 
 def verify_export(net: nn.Cell, runtime: Runtime, samples: Sequence[np.ndarray], repeats: int = 20,

@@ -6,6 +6,7 @@ has changed since is measured once and kept in the user's cache.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -29,7 +30,7 @@ def stats_cache_file() -> str:
 def model_stats(name: str) -> Dict[str, float]:
     """Parameter count and forward FLOPs at the default input size: shipped, cached, or measured."""
     key = stats_key(name)
-    shipped = _read_cache(SHIPPED_STATS)
+    shipped = _shipped_stats()
     if key in shipped:
         return shipped[key]
     cache_file = stats_cache_file()
@@ -54,7 +55,12 @@ def write_zoo_stats(path: str = SHIPPED_STATS) -> str:
 
 def family_digest(name: str) -> str:
     """A digest of the source of ``name``'s family: its file, or every file of its folder."""
-    path = inspect.getsourcefile(model_builder(name))
+    return _source_digest(inspect.getsourcefile(model_builder(name)))
+
+
+@functools.lru_cache(maxsize=None)
+def _source_digest(path: str) -> str:
+    """Read once per process: every model of a family shares its file."""
     files = [path]
     if os.path.basename(path) == "__init__.py":
         folder = os.path.dirname(path)
@@ -64,6 +70,11 @@ def family_digest(name: str) -> str:
         with open(file, "rb") as handle:
             digest.update(handle.read())
     return digest.hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=None)
+def _shipped_stats() -> Dict[str, Dict[str, float]]:
+    return _read_cache(SHIPPED_STATS)
 
 
 def _write(path: str, stats: Dict[str, Dict[str, float]]) -> None:

@@ -15,10 +15,9 @@ def peak_rss_mb() -> float:
 
 def release_compiled_graphs() -> None:
     """Free every graph MindSpore compiled in this process, with the memory it keeps for them
-    (``mindspore.ms_memory_recycle``); a cell called again compiles anew. MindSpore keeps each
-    graph's buffers for the life of the process, so a job that trains and then evaluates,
-    exports and converts keeps growing: SLB's full-width run held 6.3 GB after training and peaked at
-    9.5 GB in the stages after it (each graph of its network holds buffers the size of its weight logits)."""
+    (``mindspore.ms_memory_recycle``); a cell called again compiles anew. MindSpore otherwise keeps
+    each graph's buffers for the life of the process, so a job that compiles graph after graph
+    (tuning trials, the stages of a compression run) keeps growing."""
     import mindspore as ms
 
     gc.collect()

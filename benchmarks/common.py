@@ -29,6 +29,9 @@ sys.path.insert(0, ROOT)
 from ms_suite.cli.table import format_table  # noqa: E402
 
 QUIET_BUSY = 0.2  # cores other processes may keep busy during a measurement for it to count as quiet
+# /proc/stat counts in 10 ms ticks per core, so the load of a window of tens of milliseconds is noise
+# (2.5 "busy cores" on an idle 2-core machine); shorter measurements are judged together.
+MIN_LOAD_WINDOW_S = 1.0
 # --quick: PyNative mode skips graph compilation and ResNets are narrow, so every script ends in seconds.
 QUICK_SETTINGS = ["runtime.mode=pynative"]
 QUICK_RESNET = ["runtime.mode=pynative", "model.kwargs.base_width=8"]
@@ -95,19 +98,24 @@ def own_cpu_seconds() -> float:
 class LoadWatch:
     """Measures how many cores *other* processes kept busy during each measurement (all busy CPU
     time minus this script's and its workers'), so a figure taken beside other work is flagged.
-    With ``wait`` > 0 it first waits up to that many seconds for the machine to go quiet."""
+    With ``wait`` > 0 it first waits up to that many seconds for the machine to go quiet.
+    Measurements shorter than ``MIN_LOAD_WINDOW_S`` are pooled until they add up to that long."""
 
     def __init__(self, wait: float = 0.0) -> None:
         self.wait = wait
         self.others: List[float] = []
+        self._pooled = [0.0, 0.0]  # other processes' CPU-seconds and wall seconds of short measurements
 
     def run(self, label: str, measure: Callable[[], Any]) -> Any:
         """``measure()``, noting the cores other processes used meanwhile."""
         self._wait_for_quiet(label)
         wall, busy, own = time.perf_counter(), busy_seconds(), own_cpu_seconds()
         value = measure()
-        others = (busy_seconds() - busy) - (own_cpu_seconds() - own)
-        self._note(f"during {label}", others / (time.perf_counter() - wall))
+        self._pooled[0] += (busy_seconds() - busy) - (own_cpu_seconds() - own)
+        self._pooled[1] += time.perf_counter() - wall
+        if self._pooled[1] >= MIN_LOAD_WINDOW_S:
+            self._note(f"during {label}", self._pooled[0] / self._pooled[1])
+            self._pooled = [0.0, 0.0]
         return value
 
     def check(self, label: str) -> None:

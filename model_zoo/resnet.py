@@ -11,7 +11,7 @@ from typing import Dict, Optional, Sequence, Type, Union
 
 import mindspore as ms
 import numpy as np
-from mindspore import nn
+from mindspore import nn, ops
 from mindspore.common.initializer import HeNormal, HeUniform, Uniform
 
 from ms_suite.errors import UserError
@@ -23,6 +23,42 @@ _TORCHVISION = "% top-1 ImageNet (torchvision IMAGENET1K_V1)"
 _KUANGLIU = "% top-1 CIFAR-10 (kuangliu/pytorch-cifar README)"
 _IMAGENET = dict(input_size=(3, 224, 224), num_classes=1000)
 _CIFAR = dict(input_size=(3, 32, 32), num_classes=10)
+
+
+class ZeroPaddedMaxPool(nn.Cell):
+    """torch's ``MaxPool2d(3, 2, padding=1)`` on post-ReLU inputs (>= 0, so zero padding equals torch's
+    -inf padding): a row and a column of zeros on each side, then a valid 3x3/2 max pool.
+
+    Both forms pad with exact zeros and pool with the same kernel, so outputs and gradients are bit for
+    bit those of ``ZeroPad2d(1)`` + ``MaxPool2d(3, 2)`` run eagerly (PyNative); they differ in what
+    runs fast, right and exportable:
+
+    * training concatenates the zeros. Compiled on MindSpore 2.7.2's CPU backend, ``ZeroPad2d``'s
+      gradient (PadV3's) is wrong from a graph's second call on, and its forward and backward take
+      2-4x the pool's own time; concatenation and its gradient (a slice) are exact and fast
+      (``benchmarks/stem_pool.py``);
+    * inference pads with ``ops.Pad``, which both exporters keep batch-agnostic (ONNX has no PadV3,
+      and would fold concatenated zeros into batch-sized constants).
+
+    ``MaxPool2d``'s own padding is as fast, but sums overlapping windows' gradients in another order
+    (last-bit differences), and its dynamic-batch MINDIR does not load.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pad = ops.Pad(((0, 0), (0, 0), (1, 1), (1, 1)))
+        self.pool = nn.MaxPool2d(3, 2)
+
+    def construct(self, x):
+        return self.pool(self.concat_zeros(x) if self.training else self.pad(x))
+
+    @staticmethod
+    def concat_zeros(x):
+        """``x`` with one row and one column of zeros on each side."""
+        rows = ops.zeros_like(x[:, :, :1, :])
+        x = ops.concat((rows, x, rows), 2)
+        columns = ops.zeros_like(x[:, :, :, :1])
+        return ops.concat((columns, x, columns), 3)
 
 
 def _conv(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Conv2d:
@@ -113,12 +149,7 @@ class ResNet(nn.Cell):
         self.conv1 = _conv(in_chans, base_width, 7 if imagenet else 3, 2 if imagenet else 1)
         self.bn1 = _bn(base_width)
         self.relu = nn.ReLU()
-        # torch's MaxPool2d(3, 2, padding=1). MaxPool2d's own padding (MaxPool3DWithArgmax) runs forward and
-        # backward about twice as fast on MindSpore 2.7.2's CPU kernels as ZeroPad2d + a valid MaxPool2d (two
-        # PadV3 kernels over the stem's largest activation). Outputs are identical (inputs are post-ReLU, >= 0,
-        # so zero padding equals torch's -inf padding); gradients agree up to float rounding, because the two
-        # backward kernels sum the gradients of overlapping windows in a different order.
-        self.maxpool = nn.MaxPool2d(3, 2, pad_mode="pad", padding=1) if imagenet else nn.Identity()
+        self.maxpool = ZeroPaddedMaxPool() if imagenet else nn.Identity()
         cin = base_width
         for i, blocks in enumerate(layers):
             planes = base_width * 2 ** i

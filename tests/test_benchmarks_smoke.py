@@ -25,6 +25,7 @@ EXPECTED = {
     "data_pipeline": {"ratio", "pipelines", "data_wait_share"} | TARGET,
     "dp_scaling": {"efficiency", "one_worker_samples_per_s", "two_workers_samples_per_s"} | TARGET,
     "eval_scaling": {"speedup", "one_worker_eval_s", "two_workers_eval_s", "eval_samples"},
+    "stem_pool": {"speedup", "ms", "exact_every_call"},
     "startup": {"suite_share_s", "cold_s", "warm_s", "warm_over_cold", "runs", "models"} | TARGET,
 }
 MINDCV_PYTHON = os.environ.get("MS_SUITE_MINDCV_PYTHON", "")

@@ -22,20 +22,21 @@ from ms_suite.errors import UserError
 RNG = np.random.default_rng(0)
 
 
-def resnet():
-    net = ms_suite.create_model("resnet18_cifar", num_classes=10, in_chans=1, base_width=8)
-    return net.set_train(False), "image-classification", (ms.Tensor(np.zeros((1, 1, 8, 8), np.float32)),)
+def resnet(name: str = "resnet18_cifar", size: int = 8):
+    net = ms_suite.create_model(name, num_classes=10, in_chans=1, base_width=8)
+    return net.set_train(False), "image-classification", (ms.Tensor(np.zeros((1, 1, size, size), np.float32)),)
 
 
-def bert():
-    net = ms_suite.create_model("bert_tiny_cls", num_classes=3)
+def bert(name: str = "bert_tiny_cls", **shape):
+    net = ms_suite.create_model(name, num_classes=3, **shape)
     zeros = ms.Tensor(np.zeros((1, 12), np.int32))
-    return net.set_train(False), "text-classification", (zeros, zeros, zeros)
+    task = ms_suite.models.registry.model_info(name).task
+    return net.set_train(False), task, (zeros, zeros, zeros)
 
 
-def samples(task: str, batch: int):
+def samples(task: str, batch: int, inputs=None):
     if task == "image-classification":
-        return [RNG.normal(size=(batch, 1, 8, 8)).astype(np.float32)]
+        return [RNG.normal(size=(batch, *(inputs[0].shape[1:] if inputs else (1, 8, 8)))).astype(np.float32)]
     mask = np.ones((batch, 12), np.int32)
     mask[0, 7:] = 0  # padding in the first row
     return [RNG.integers(1, 200, (batch, 12)).astype(np.int32), mask, (np.arange(12) >= 6).astype(np.int32)
@@ -55,6 +56,28 @@ def test_export_parity_at_batch_1_and_5(build, fmt, tmp_path):
     for p in verification.parity:
         assert p.max_rel <= 1e-5 and p.top1_agreement == 100.0
     assert verification.within_tolerance
+
+
+TINY_BERT = dict(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64)
+OTHER_ZOO_SHAPES = {  # every stem, block and head the zoo has, beyond the two above
+    "resnet18 (ImageNet stem)": lambda: resnet("resnet18", 32),
+    "resnet50 (bottleneck, ImageNet stem)": lambda: resnet("resnet50", 32),
+    "resnet50_cifar (bottleneck)": lambda: resnet("resnet50_cifar", 8),
+    "bert_token_cls": lambda: bert("bert_token_cls", **TINY_BERT),
+    "bert_tiny_pretraining": lambda: bert("bert_tiny_pretraining"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("build", OTHER_ZOO_SHAPES.values(), ids=OTHER_ZOO_SHAPES.keys())
+def test_every_zoo_shape_exports_with_a_dynamic_batch(build, tmp_path):
+    """Both formats, every stem, block and head: the file loads, runs at two batch sizes and matches."""
+    net, task, inputs = build()
+    for fmt in ("MINDIR", "ONNX"):
+        path, axes = export_model(net, inputs, str(tmp_path / "model"), fmt, signature(task))
+        assert axes["batch"] == "dynamic", (fmt, axes)
+        verification = verify_export(net, load_runtime(path, fmt), samples(task, 5, inputs))
+        assert verification.within_tolerance, (fmt, verification.parity)
 
 
 def test_onnx_names_and_symbolic_batch(tmp_path):

@@ -219,7 +219,7 @@ class BertLMPredictionHead(nn.Cell):
         hidden = self.transform(hidden_states)
         flat = hidden.reshape(-1, hidden.shape[-1])
         logits = self.decoder_matmul(flat, embedding_table.astype(flat.dtype)) + self.bias.astype(flat.dtype)
-        return logits.reshape(hidden.shape[:-1] + (-1,))
+        return logits.reshape(hidden.shape[:-1] + (logits.shape[-1],))  # no -1: ONNX keeps a dynamic batch
 
 
 class BertPreTrainingHeads(nn.Cell):

@@ -2,8 +2,9 @@
 gradient is right on every call.
 
 torch's ``MaxPool2d(3, 2, padding=1)`` on post-ReLU activations, forward + backward, compiled (graph
-mode), in three forms: ``ZeroPad2d(1)`` + a valid ``MaxPool2d(3, 2)``; ``MaxPool2d``'s own padding
-(``pad_mode="pad"``); and the suite's ``ZeroPaddedMaxPool`` (zeros concatenated in training). Each
+mode), in four forms: ``ZeroPad2d(1)`` + a valid ``MaxPool2d(3, 2)``; ``MaxPool2d``'s own padding
+(``pad_mode="pad"``); the suite's ``ZeroPaddedMaxPool`` (zeros concatenated in training); and, for
+scale, MindCV's ``pad_mode="same"`` (TensorFlow's windows: bottom/right padding only). Each
 form's input gradient is compared on several calls of one compiled graph with the same form's
 gradient in PyNative mode, bit for bit (``exact_every_call``). Timings alternate the forms in one
 process (median of ``--calls``), so only their ratios mean something.
@@ -33,7 +34,8 @@ def pool_forms() -> Dict[str, Callable[[], object]]:
 
     return {"ZeroPad2d + valid MaxPool2d": lambda: nn.SequentialCell(nn.ZeroPad2d(1), nn.MaxPool2d(3, 2)),
             'MaxPool2d(pad_mode="pad")': lambda: nn.MaxPool2d(3, 2, pad_mode="pad", padding=1),
-            "ZeroPaddedMaxPool (suite)": lambda: ZeroPaddedMaxPool().set_train(True)}
+            "ZeroPaddedMaxPool (suite)": lambda: ZeroPaddedMaxPool().set_train(True),
+            'MaxPool2d(pad_mode="same") (MindCV)': lambda: nn.MaxPool2d(3, 2, pad_mode="same")}
 
 
 def input_gradient(make_pool: Callable[[], object]):

@@ -18,6 +18,7 @@ from conftest import TINY, cli
 from ms_suite.deploy import export_model, load_runtime, signature, verify_export
 from ms_suite.deploy.verify import check_tolerance
 from ms_suite.errors import UserError
+from ms_suite.models.registry import model_info
 
 RNG = np.random.default_rng(0)
 
@@ -30,8 +31,7 @@ def resnet(name: str = "resnet18_cifar", size: int = 8):
 def bert(name: str = "bert_tiny_cls", **shape):
     net = ms_suite.create_model(name, num_classes=3, **shape)
     zeros = ms.Tensor(np.zeros((1, 12), np.int32))
-    task = ms_suite.models.registry.model_info(name).task
-    return net.set_train(False), task, (zeros, zeros, zeros)
+    return net.set_train(False), model_info(name).task, (zeros, zeros, zeros)
 
 
 def samples(task: str, batch: int, inputs=None):
@@ -65,6 +65,7 @@ OTHER_ZOO_SHAPES = {  # every stem, block and head the zoo has, beyond the two a
     "resnet50_cifar (bottleneck)": lambda: resnet("resnet50_cifar", 8),
     "bert_token_cls": lambda: bert("bert_token_cls", **TINY_BERT),
     "bert_tiny_pretraining": lambda: bert("bert_tiny_pretraining"),
+    "bert_tiny (encoder)": lambda: bert("bert_tiny"),
 }
 
 

@@ -36,7 +36,7 @@ class Signature:
     axes: Dict[int, str]
 
 
-# The names an exported file carries, by trainer task.
+# The names an exported file carries, by the model's task (feature extraction: the bare BERT encoder).
 _BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 SIGNATURES = {
     "image-classification": Signature(("image",), ("logits",), {0: "batch"}),
@@ -44,6 +44,7 @@ SIGNATURES = {
     "token-classification": Signature(_BERT_INPUTS, ("logits",), {0: "batch", 1: "sequence"}),
     "bert-pretraining": Signature(_BERT_INPUTS, ("prediction_scores", "seq_relationship_score"),
                                   {0: "batch", 1: "sequence"}),
+    "feature-extraction": Signature(_BERT_INPUTS, ("sequence_output", "pooled_output"), {0: "batch", 1: "sequence"}),
 }
 
 

@@ -54,10 +54,11 @@ class ZeroPaddedMaxPool(nn.Cell):
 
     @staticmethod
     def concat_zeros(x):
-        """``x`` with one row and one column of zeros on each side."""
-        rows = ops.zeros_like(x[:, :, :1, :])
+        """``x`` with one row and one column of zeros on each side (constants: no gradient path)."""
+        n, c, h, w = x.shape
+        rows = ops.zeros((n, c, 1, w), x.dtype)
         x = ops.concat((rows, x, rows), 2)
-        columns = ops.zeros_like(x[:, :, :, :1])
+        columns = ops.zeros((n, c, h + 2, 1), x.dtype)
         return ops.concat((columns, x, columns), 3)
 
 

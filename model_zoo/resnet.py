@@ -40,7 +40,7 @@ class ZeroPaddedMaxPool(nn.Cell):
     * inference pads with ``ops.Pad``, which both exporters keep batch-agnostic (ONNX has no PadV3,
       and would fold concatenated zeros into batch-sized constants).
 
-    ``MaxPool2d``'s own padding is as fast, but sums overlapping windows' gradients in another order
+    ``MaxPool2d``'s own padding is fast too, but sums overlapping windows' gradients in another order
     (last-bit differences), and its dynamic-batch MINDIR does not load.
     """
 

@@ -13,6 +13,7 @@ process (median of ``--calls``), so only their ratios mean something.
 """
 from __future__ import annotations
 
+import time
 from typing import Callable, Dict, List
 
 import numpy as np
@@ -87,8 +88,6 @@ def exact_every_call(make_pool, shape) -> bool:
 
 def timings(forms, shape, calls: int, load: LoadWatch) -> Dict[str, float]:
     """Median seconds per compiled forward + backward, the forms alternating call by call."""
-    import time
-
     import mindspore as ms
 
     ms.set_context(mode=ms.GRAPH_MODE)
